@@ -1,0 +1,60 @@
+"""``python -m mbnas <command> [Hydra overrides]``: the command-line entry point."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from omegaconf import OmegaConf
+
+from mbnas.config import load_config
+from mbnas.errors import MbnasError
+
+# Each command module defines ``Config`` (its schema) and ``run(cfg) -> int | None``.
+COMMANDS = {
+    "cost": ("mbnas.commands.cost", "MACs, parameters and CPU latency of an architecture"),
+}
+
+USAGE = """usage: python -m mbnas <command> [key=value ...] [--cfg]
+
+Commands:
+{commands}
+
+Options are Hydra overrides of conf/<command>.yaml, e.g. `arch=efficientnet_b0 width=0.75`;
+add a key that the config leaves out with `+`, e.g. `+budget.macs=300M`.
+`--cfg` prints the resolved config and exits."""
+
+
+def usage() -> str:
+    lines = "\n".join(f"  {name:<10} {help}" for name, (_, help) in COMMANDS.items())
+    return USAGE.format(commands=lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input prints one message and returns non-zero, no traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    command, overrides = argv[0], [a for a in argv[1:] if a != "--cfg"]
+    if command not in COMMANDS:
+        print(f"mbnas: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        cfg = load_config(command, overrides, module.Config)
+        if "--cfg" in argv[1:]:
+            print(OmegaConf.to_yaml(cfg), end="")
+            return 0
+        return module.run(cfg) or 0
+    except MbnasError as error:
+        print(f"mbnas {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nmbnas {command}: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

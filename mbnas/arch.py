@@ -1,0 +1,428 @@
+"""ArchSpec: one concrete network, readable like the stage tables of the MobileNet papers.
+
+The YAML file format is parsed, validated and written here and nowhere else. A stage row gives
+a block type, kernel, expansion ratio (``expand``) or absolute expanded width (``mid``), output
+channels, depth, the stride of its first block, SE ratio and activation. Any of ``block``,
+``kernel``, ``expand``, ``mid``, ``se`` and ``act`` may instead be a list with one value per block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mbnas.errors import ConfigError
+from mbnas.scaling import make_divisible
+
+BLOCK_TYPES = ("mbconv", "fused", "ds", "conv")
+ACTIVATIONS = ("relu", "relu6", "hswish", "silu")
+SE_STYLES = ("mobilenetv3", "efficientnet")
+PER_BLOCK_FIELDS = ("block", "kernel", "expand", "mid", "se", "act")
+EXPANDING_BLOCKS = ("mbconv", "fused")
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """One block with every derived width resolved: what the builder and cost model consume."""
+
+    type: str
+    in_ch: int
+    out_ch: int
+    mid_ch: int
+    kernel: int
+    stride: int
+    se_ch: int
+    se_style: str
+    act: str
+
+    @property
+    def residual(self) -> bool:
+        return self.type != "conv" and self.stride == 1 and self.in_ch == self.out_ch
+
+    @property
+    def expands(self) -> bool:
+        """Whether the block has its own expansion conv (skipped when mid equals the input)."""
+        return self.type in EXPANDING_BLOCKS and self.mid_ch != self.in_ch
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    out: int
+    kernel: int = 3
+    stride: int = 2
+    act: str = "relu"
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """1x1 conv to ``channels``, pooling, an optional MobileNetV3 Linear of width ``hidden``."""
+
+    channels: int
+    act: str = "relu"
+    hidden: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchNormSpec:
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    out: int
+    depth: int = 1
+    stride: int = 1
+    block: str | tuple[str, ...] = "mbconv"
+    kernel: int | tuple[int, ...] = 3
+    expand: float | tuple[float, ...] | None = None
+    mid: int | tuple[int, ...] | None = None
+    se: float | tuple[float, ...] = 0.0
+    act: str | tuple[str, ...] = "relu"
+
+    def value(self, name: str, index: int) -> Any:
+        """The value of a per-block field for block ``index`` of this stage."""
+        value = getattr(self, name)
+        return value[index] if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A complete network: resolution, stem, stages of blocks, head, regularisation."""
+
+    resolution: int
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec
+    name: str = "custom"
+    num_classes: int = 1000
+    in_channels: int = 3
+    se_style: str = "efficientnet"
+    bn: BatchNormSpec = field(default_factory=BatchNormSpec)
+    dropout: float = 0.2
+    drop_path: float = 0.0
+
+    def replace(self, **changes: Any) -> ArchSpec:
+        return dataclasses.replace(self, **changes)
+
+    def stage_blocks(self) -> list[list[BlockConfig]]:
+        """Every block of every stage, with input, expanded and SE widths resolved."""
+        in_ch = self.stem.out
+        stages = []
+        for stage in self.stages:
+            blocks = []
+            for index in range(stage.depth):
+                block = _resolve_block(self, stage, index, in_ch)
+                blocks.append(block)
+                in_ch = block.out_ch
+            stages.append(blocks)
+        return stages
+
+    def blocks(self) -> Iterator[BlockConfig]:
+        for stage in self.stage_blocks():
+            yield from stage
+
+    @property
+    def total_blocks(self) -> int:
+        return sum(stage.depth for stage in self.stages)
+
+    @property
+    def last_stage_channels(self) -> int:
+        return self.stages[-1].out if self.stages else self.stem.out
+
+    def to_dict(self) -> dict[str, Any]:
+        return _arch_to_dict(self)
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<arch>") -> ArchSpec:
+        return _arch_from_dict(data, source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ArchSpec:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+
+def _resolve_block(arch: ArchSpec, stage: StageSpec, index: int, in_ch: int) -> BlockConfig:
+    block_type = stage.value("block", index)
+    out_ch = stage.out
+    mid = stage.value("mid", index)
+    expand = stage.value("expand", index)
+    if block_type not in EXPANDING_BLOCKS:
+        mid_ch = in_ch
+    elif mid is not None:
+        mid_ch = mid
+    elif expand == 1:
+        mid_ch = in_ch
+    else:
+        mid_ch = make_divisible(in_ch * expand)
+    return BlockConfig(
+        type=block_type,
+        in_ch=in_ch,
+        out_ch=out_ch,
+        mid_ch=mid_ch,
+        kernel=stage.value("kernel", index),
+        stride=stage.stride if index == 0 else 1,
+        se_ch=_se_channels(arch.se_style, stage.value("se", index), block_type, in_ch, mid_ch,
+                           out_ch),
+        se_style=arch.se_style,
+        act=stage.value("act", index),
+    )
+
+
+def _se_channels(style: str, ratio: float, block_type: str, in_ch: int, mid_ch: int,
+                 out_ch: int) -> int:
+    """SE bottleneck width: MobileNetV3 scales the gated width, EfficientNet the block input."""
+    if not ratio:
+        return 0
+    if style == "efficientnet":
+        return max(1, int(in_ch * ratio))
+    gated = out_ch if block_type == "fused" and mid_ch == in_ch else mid_ch
+    if block_type == "conv":
+        gated = out_ch
+    return make_divisible(int(gated * ratio))
+
+
+# ---------------------------------------------------------------- reading and validation
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning a missing file or a syntax error into a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "no such file", "check the path")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), f"not valid YAML ({error})".replace("\n", " ")) from None
+
+
+class _Reader:
+    """Checks one mapping's keys and values, naming the source and key path in every error."""
+
+    def __init__(self, data: Any, where: str, allowed: Sequence[str], required: Sequence[str] = ()):
+        self.where = where
+        if not isinstance(data, Mapping):
+            raise ConfigError(where, f"expected a mapping of keys, got {data!r}")
+        unknown = [key for key in data if key not in allowed]
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}", "unknown key",
+                              f"allowed keys are {', '.join(allowed)}")
+        for key in required:
+            if key not in data:
+                raise ConfigError(f"{where}.{key}", "missing required key")
+        self.data = data
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def int(self, key: str, default: Any = None, minimum: int = 1, odd: bool = False) -> Any:
+        value = self.data.get(key, default)
+        return value if value is None else check_int(value, f"{self.where}.{key}", minimum, odd)
+
+    def float(self, key: str, default: Any = None, low: float = 0.0, high: float | None = None,
+              low_inclusive: bool = True) -> Any:
+        value = self.data.get(key, default)
+        if value is None:
+            return None
+        return check_float(value, f"{self.where}.{key}", low, high, low_inclusive)
+
+    def choice(self, key: str, choices: Sequence[str], default: Any = None) -> Any:
+        value = self.data.get(key, default)
+        return check_choice(value, f"{self.where}.{key}", choices)
+
+    def str(self, key: str, default: str) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.where}.{key}", f"{value!r} is not a string")
+        return value
+
+
+def check_int(value: Any, where: str, minimum: int = 1, odd: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(where, f"{value!r} is not an integer", f"use an integer ≥ {minimum}")
+    if value < minimum or (odd and value % 2 == 0):
+        allowed = f"an odd integer ≥ {minimum}" if odd else f"an integer ≥ {minimum}"
+        raise ConfigError(where, f"{value!r} is not allowed", f"use {allowed}")
+    return value
+
+
+def check_float(value: Any, where: str, low: float = 0.0, high: float | None = None,
+                low_inclusive: bool = True) -> float:
+    allowed = f"a number {'≥' if low_inclusive else '>'} {low:g}" + (
+        f" and ≤ {high:g}" if high is not None else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(where, f"{value!r} is not a number", f"use {allowed}")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or (high is not None and value > high):
+        raise ConfigError(where, f"{value!r} is out of range", f"use {allowed}")
+    return float(value)
+
+
+def check_choice(value: Any, where: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(where, f"{value!r} is not allowed", f"choose one of {', '.join(choices)}")
+    return value
+
+
+def _per_block(reader: _Reader, key: str, check, default: Any = None) -> Any:
+    """A stage field given once for the stage or as a list with one value per block."""
+    value = reader.data.get(key, default)
+    where = f"{reader.where}.{key}"
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(where, "empty list", "give one value per block, or a single value")
+        return tuple(check(item, f"{where}[{i}]") for i, item in enumerate(value))
+    return value if value is None else check(value, where)
+
+
+_STAGE_KEYS = ("block", "kernel", "expand", "mid", "out", "depth", "stride", "se", "act")
+
+
+def _stage_from_dict(data: Any, where: str) -> StageSpec:
+    reader = _Reader(data, where, _STAGE_KEYS, required=("out",))
+    values = {
+        "block": _per_block(reader, "block", lambda v, w: check_choice(v, w, BLOCK_TYPES),
+                            "mbconv"),
+        "kernel": _per_block(reader, "kernel", lambda v, w: check_int(v, w, odd=True), 3),
+        "expand": _per_block(reader, "expand", lambda v, w: check_float(v, w, 0.0, None, False)),
+        "mid": _per_block(reader, "mid", check_int),
+        "se": _per_block(reader, "se", lambda v, w: check_float(v, w, 0.0, 1.0), 0.0),
+        "act": _per_block(reader, "act", lambda v, w: check_choice(v, w, ACTIVATIONS), "relu"),
+    }
+    lengths = {len(v) for v in values.values() if isinstance(v, tuple)}
+    depth = reader.int("depth", default=next(iter(lengths), 1))
+    if lengths - {depth}:
+        raise ConfigError(f"{where}.depth", f"{depth} does not match the per-block lists of "
+                          f"length {', '.join(map(str, sorted(lengths - {depth})))}",
+                          "give one list entry per block")
+    if values["expand"] is not None and values["mid"] is not None:
+        raise ConfigError(where, "both expand and mid are given", "give only one of them")
+    blocks = values["block"] if isinstance(values["block"], tuple) else (values["block"],)
+    if values["expand"] is None and values["mid"] is None and set(blocks) & set(EXPANDING_BLOCKS):
+        raise ConfigError(f"{where}.expand", "missing for an mbconv/fused stage",
+                          "give an expansion ratio (expand: 6) or an expanded width (mid: 96)")
+    stride = reader.int("stride", default=1)
+    return StageSpec(out=reader.int("out"), depth=depth, stride=stride, **values)
+
+
+_ARCH_KEYS = ("name", "resolution", "num_classes", "in_channels", "se_style", "bn", "stem",
+              "stages", "head", "dropout", "drop_path")
+
+
+def _arch_from_dict(data: Any, source: str) -> ArchSpec:
+    reader = _Reader(data, source, _ARCH_KEYS, required=("resolution", "stem", "stages", "head"))
+    stem = _Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
+    head = _Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
+    bn = _Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
+    stages = data["stages"]
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"{source}: stages", "expected a non-empty list of stage rows")
+    return ArchSpec(
+        name=reader.str("name", "custom"),
+        resolution=reader.int("resolution", minimum=8),
+        num_classes=reader.int("num_classes", default=1000),
+        in_channels=reader.int("in_channels", default=3),
+        se_style=reader.choice("se_style", SE_STYLES, default="efficientnet"),
+        bn=BatchNormSpec(eps=bn.float("eps", 1e-5, 0.0, 1.0, False),
+                         momentum=bn.float("momentum", 0.1, 0.0, 1.0)),
+        stem=StemSpec(out=stem.int("out"), kernel=stem.int("kernel", 3, odd=True),
+                      stride=stem.int("stride", 2), act=stem.choice("act", ACTIVATIONS, "relu")),
+        stages=tuple(_stage_from_dict(row, f"{source}: stages[{i}]")
+                     for i, row in enumerate(stages)),
+        head=HeadSpec(channels=head.int("channels"), act=head.choice("act", ACTIVATIONS, "relu"),
+                      hidden=head.int("hidden")),
+        dropout=reader.float("dropout", 0.2, 0.0, 1.0),
+        drop_path=reader.float("drop_path", 0.0, 0.0, 1.0),
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+class _Row(dict):
+    """A mapping written on one line, so stage rows read like a paper's table."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Row, lambda d, data: d.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+_Dumper.add_representer(list, lambda d, data: d.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=all(not isinstance(x, dict) for x in data)))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists and integral floats ints, so the YAML says ``expand: 6``."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and value != 0.0:
+        return int(value)
+    return value
+
+
+def _row(obj: Any, order: Sequence[str]) -> _Row:
+    return _Row((key, _plain(getattr(obj, key))) for key in order
+                if getattr(obj, key) is not None)
+
+
+def _arch_to_dict(arch: ArchSpec) -> dict[str, Any]:
+    return {
+        "name": arch.name,
+        "resolution": arch.resolution,
+        "num_classes": arch.num_classes,
+        "in_channels": arch.in_channels,
+        "se_style": arch.se_style,
+        "bn": _Row(eps=arch.bn.eps, momentum=arch.bn.momentum),
+        "stem": _row(arch.stem, ("out", "kernel", "stride", "act")),
+        "stages": [_row(stage, _STAGE_KEYS) for stage in arch.stages],
+        "head": _row(arch.head, ("channels", "act", "hidden")),
+        "dropout": arch.dropout,
+        "drop_path": arch.drop_path,
+    }
+
+
+def dump_yaml(data: Any) -> str:
+    """Write YAML in mbnas's house style: top level in blocks, rows on one line, order kept."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+# ---------------------------------------------------------------- built-in architectures
+
+
+def available_archs() -> list[str]:
+    """Names of the built-in reference architectures."""
+    folder = resources.files("mbnas.architectures")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_arch(name_or_path: str | Path | ArchSpec) -> ArchSpec:
+    """A built-in architecture by name, or an ArchSpec YAML file by path."""
+    if isinstance(name_or_path, ArchSpec):
+        return name_or_path
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return ArchSpec.from_yaml(path)
+    if text in available_archs():
+        resource = resources.files("mbnas.architectures") / f"{text}.yaml"
+        with resources.as_file(resource) as builtin:
+            return ArchSpec.from_yaml(builtin)
+    raise ConfigError("arch", f"unknown architecture {text!r}",
+                      f"use a YAML file path or one of {', '.join(available_archs())}")

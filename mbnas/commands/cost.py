@@ -1,0 +1,59 @@
+"""``python -m mbnas cost arch=<name|yaml>``: per-stage MACs and parameters, and CPU latency."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from mbnas.arch import check_choice, load_arch
+from mbnas.cost import count
+from mbnas.cost.latency import measure
+from mbnas.scaling import scale_arch
+from mbnas.units import format_count
+
+
+@dataclass
+class LatencyConfig:
+    measure: bool = True
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 30
+
+
+@dataclass
+class Config:
+    arch: str = "mobilenet_v3_large"
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: int | None = None
+    format: str = "table"
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+
+def run(cfg: Config) -> None:
+    check_choice(cfg.format, "format", ("table", "json"))
+    arch = scale_arch(load_arch(cfg.arch), cfg.width, cfg.depth, cfg.resolution)
+    cost = count(arch)
+    latency = None
+    if cfg.latency.measure:
+        latency = measure(arch, threads=cfg.latency.threads, warmup=cfg.latency.warmup,
+                          repeats=cfg.latency.repeats)
+    if cfg.format == "json":
+        result = {"arch": arch.name, "resolution": arch.resolution, **cost.to_dict(),
+                  "latency_ms": latency and round(latency.median_ms, 4),
+                  "latency_threads": cfg.latency.threads}
+        print(json.dumps(result))
+        return
+    print(f"{arch.name} at {arch.resolution}x{arch.resolution}, {arch.num_classes} classes")
+    header = f"{'stage':<8} {'out res':>7} {'channels':>8} {'MACs':>15} {'params':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in cost.stages:
+        print(f"{row.name:<8} {row.resolution:>7} {row.channels:>8} {row.macs:>15,} "
+              f"{row.params:>12,}")
+    print("-" * len(header))
+    print(f"{'total':<25} {cost.macs:>15,} {cost.params:>12,}")
+    print(f"= {format_count(cost.macs)} MACs, {format_count(cost.params)} parameters")
+    if latency:
+        print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) on "
+              f"{latency.device}, batch 1, {latency.threads} thread(s), {latency.repeats} runs")

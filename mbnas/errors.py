@@ -1,0 +1,20 @@
+"""The one exception type users see: bad input, explained, with how to fix it."""
+
+from __future__ import annotations
+
+
+class MbnasError(Exception):
+    """A user-facing error: the CLI prints its message and exits non-zero without a traceback."""
+
+
+class ConfigError(MbnasError, ValueError):
+    """An invalid architecture, search space, budget or command configuration."""
+
+    def __init__(self, where: str, problem: str, fix: str = "") -> None:
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        message = f"{where}: {problem}" if where else problem
+        if fix:
+            message += f"; {fix}"
+        super().__init__(message)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+from conftest import random_arch
+from torch.utils.flop_counter import FlopCounterMode
+
+import mbnas
+from mbnas.nn.blocks import FusedMBConv, MBConv, StochasticDepth
+
+PUBLISHED = {  # torchvision's figures: parameters, MACs
+    "mobilenet_v2": (3_504_872, 300_774_272),
+    "mobilenet_v3_large": (5_483_032, 216_589_760),
+    "efficientnet_b0": (5_288_548, 385_814_752),
+    "efficientnet_v2_s": (21_458_488, 8_365_617_152),
+    "mobilenet_v3_small": (2_542_856, None),
+    "efficientnet_b1": (7_794_184, None),
+}
+
+
+def parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def measured_macs(model: torch.nn.Module, resolution: int, in_channels: int = 3) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, in_channels, resolution, resolution))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_reference_architectures_match_published_figures(name):
+    params, macs = PUBLISHED[name]
+    cost = mbnas.count(name)
+    assert cost.params == params
+    assert parameters(mbnas.build(name)) == params
+    if macs is not None:
+        assert cost.macs == macs
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b1", "mobilenet_v2"])
+def test_reference_macs_match_flop_counter(name):
+    arch = mbnas.load_arch(name)
+    assert measured_macs(mbnas.build(arch), arch.resolution) == mbnas.count(arch).macs
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_cost_model_matches_built_module_on_random_archs(seed):
+    arch = random_arch(seed)
+    model = mbnas.build(arch)
+    cost = mbnas.count(arch)
+    assert cost.params == parameters(model)
+    assert cost.macs == measured_macs(model, arch.resolution)
+    assert model(torch.randn(2, 3, arch.resolution, arch.resolution)).shape == (2, arch.num_classes)
+
+
+def test_per_stage_breakdown_adds_up():
+    cost = mbnas.count("efficientnet_b0")
+    assert [row.name for row in cost.stages] == ["stem"] + [f"stage{i}" for i in range(1, 8)] + [
+        "head"]
+    assert sum(r.macs for r in cost.stages) == cost.macs
+    assert sum(r.params for r in cost.stages) == cost.params
+    assert [r.resolution for r in cost.stages[:8]] == [112, 112, 56, 28, 14, 14, 7, 7]
+
+
+def test_count_at_another_resolution():
+    assert mbnas.count("mobilenet_v2", resolution=160).macs < mbnas.count("mobilenet_v2").macs
+
+
+def test_block_structure_follows_the_definitions():
+    model = mbnas.build("efficientnet_v2_s")
+    first = model.stages[0][0]
+    assert isinstance(first, FusedMBConv) and isinstance(first.project, torch.nn.Identity)
+    assert first.residual
+    mb = model.stages[3][0]
+    assert isinstance(mb, MBConv) and isinstance(mb.project.act, torch.nn.Identity)
+    assert mb.se.reduce.out_channels == 16  # a quarter of the 64-channel block input
+
+
+def test_stochastic_depth_only_in_training_and_on_residual_blocks():
+    model = mbnas.build("efficientnet_b0")
+    rates = [m.rate for m in model.modules() if isinstance(m, StochasticDepth)]
+    assert rates[0] == 0.0 and max(rates) < 0.2 and rates[-2] > 0.0
+    drop = StochasticDepth(0.5).train()
+    x = torch.ones(64, 4, 2, 2)
+    out = drop(x)
+    assert {round(v, 3) for v in out[:, 0, 0, 0].tolist()} <= {0.0, 2.0}
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_bn_settings_follow_the_arch():
+    model = mbnas.build("mobilenet_v3_large")
+    bn = model.stem.bn
+    assert (bn.eps, bn.momentum) == (1e-3, 0.01)
