@@ -1,0 +1,20 @@
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+
+@pytest.mark.slow
+def test_wheel_ships_configs_spaces_and_architectures(tmp_path):
+    """A non-editable install must find conf/, search_spaces/ and the built-in architectures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    wheel = next(tmp_path.glob("mbnas-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "mbnas/conf/cost.yaml" in names
+    assert "mbnas/architectures/efficientnet_b0.yaml" in names
+    assert "mbnas/search_spaces/__init__.py" in names
+    assert "mbnas/__main__.py" in names
