@@ -9,6 +9,7 @@ channels, depth, the stride of its first block, SE ratio and activation. Any of 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -138,6 +139,10 @@ class ArchSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return _arch_to_dict(self)
+
+    def digest(self) -> str:
+        """A short stable identity of the network (its name aside), equal across processes."""
+        return hashlib.sha1(self.replace(name="").to_yaml().encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
