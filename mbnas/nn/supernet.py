@@ -1,0 +1,146 @@
+"""The weight-sharing supernet of a search space: every member is a slice of one set of weights.
+
+Each block position of each stage holds one maximum-size static block per allowed block type
+(MBConv and Fused-MBConv keep separate weights), wrapped in :class:`ElasticWeights`. A member
+(an ArchSpec of the space) runs as its own static network, ``mbnas.build(arch)``'s modules on the
+``meta`` device, with every parameter and buffer borrowed from the shared weights: elastic depth
+keeps the first ``d`` blocks of a stage, elastic width and expansion the leading channels,
+elastic kernel the transformed centre of the largest kernel (see :mod:`mbnas.nn.elastic`). SE
+on/off and the activation are properties of the static block, so they are elastic for free.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mbnas.arch import ArchSpec, HeadSpec
+from mbnas.errors import ConfigError
+from mbnas.nn.blocks import BLOCKS, ConvBNAct
+from mbnas.nn.builder import Head, MobileNet, init_weights
+from mbnas.nn.elastic import ElasticWeights, mid_channel_dims, widest_block
+from mbnas.space import SearchSpace, load_space, probe_block
+
+_TEMPLATE_CACHE = 512
+
+
+class Supernet(nn.Module):
+    """All members of a search space in one module; ``set_active(arch)`` picks the one to run."""
+
+    def __init__(self, space: SearchSpace | str | None = None):
+        super().__init__()
+        space = load_space(space)
+        self.space = space
+        bn = space.bn
+        self.stem = ElasticWeights(ConvBNAct(space.in_channels, max(space.stem_out),
+                                             space.stem_kernel, space.stem_stride,
+                                             act=space.stem_act, bn=bn))
+        stages, inputs = [], space.stem_out
+        for stage in space.stages:
+            blocks = []
+            for index in range(max(stage.depth)):
+                alternatives = {}
+                for block in stage.block:
+                    configs = [probe_block(block, in_ch, out_ch, expand, se, space.se_style)
+                               for in_ch, out_ch, expand, se in itertools.product(
+                                   inputs if index == 0 else stage.out, stage.out,
+                                   stage.expand, stage.se)]
+                    cfg = widest_block(block, configs, max(stage.kernel),
+                                       stage.stride if index == 0 else 1)
+                    alternatives[block] = ElasticWeights(BLOCKS[block](cfg, bn=bn), stage.kernel,
+                                                         config=cfg)
+                blocks.append(nn.ModuleDict(alternatives))
+            stages.append(nn.ModuleList(blocks))
+            inputs = stage.out
+        self.stages = nn.ModuleList(stages)
+        hidden = max(space.head_hidden) if space.head_hidden else None
+        self.head = ElasticWeights(Head(max(inputs), HeadSpec(max(space.head_channels),
+                                                              space.head_act, hidden),
+                                        space.num_classes, space.dropout, bn))
+        init_weights(self)
+        self._templates: OrderedDict[ArchSpec, MobileNet] = OrderedDict()
+        self.active = space.largest()
+
+    def set_active(self, arch: ArchSpec) -> None:
+        """Make ``arch`` (a member of the space, at any resolution) the network ``forward`` runs."""
+        if arch != self.active:
+            self.space.choices(arch.replace(resolution=self.space.resolution))
+            self.active = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the active member on ``x`` with the shared weights (gradients flow into them)."""
+        template = self._template(self.active)
+        template.train(self.training)
+        return functional_call(template, self.sliced_state(self.active), (x,), strict=True)
+
+    def sliced_state(self, arch: ArchSpec) -> dict[str, torch.Tensor]:
+        """The state dict of ``mbnas.build(arch)``, cut from the shared weights (not copied)."""
+        template = self._template(arch)
+        state = self.stem.sliced(template.stem, "stem.")
+        resolved = arch.stage_blocks()
+        for i, (blocks, configs) in enumerate(zip(template.stages, resolved, strict=True)):
+            for j, (block, cfg) in enumerate(zip(blocks, configs, strict=True)):
+                state.update(self.stages[i][j][cfg.type].sliced(block, f"stages.{i}.{j}."))
+        state.update(self.head.sliced(template.head, "head."))
+        return state
+
+    def extract(self, arch: ArchSpec) -> MobileNet:
+        """A static network equal to ``mbnas.build(arch)`` holding copies of the shared weights."""
+        self.space.choices(arch.replace(resolution=self.space.resolution))
+        with torch.no_grad():
+            state = {name: tensor.detach().clone()
+                     for name, tensor in self.sliced_state(arch).items()}
+        with torch.device("meta"):
+            model = MobileNet(arch)
+        model.load_state_dict(state, strict=True, assign=True)
+        return model.train(self.training)
+
+    def reorder_channels(self) -> None:
+        """Sort every block's expanded channels by importance, most important first.
+
+        Importance is the L1 norm of a channel's weights in the projection conv (once-for-all's
+        rule), so the narrower expansions, which keep the leading channels, keep the important
+        ones. The largest member computes the same function before and after; optimizer state
+        (momentum) is not permuted, so call this between training phases.
+        """
+        for stage in self.stages:
+            for alternatives in stage:
+                for block, weights in alternatives.items():
+                    if not weights.config.expands:
+                        continue
+                    project = weights.module.project.conv.weight
+                    importance = project.detach().abs().sum(dim=(0, 2, 3))
+                    order = torch.argsort(importance, descending=True, stable=True)
+                    weights.permute(order, mid_channel_dims(block, weights.config))
+
+    def _template(self, arch: ArchSpec) -> MobileNet:
+        """The static network of ``arch`` on the meta device: structure only, no data."""
+        template = self._templates.get(arch)
+        if template is None:
+            with torch.device("meta"):
+                template = MobileNet(arch)
+            self._templates[arch] = template
+            if len(self._templates) > _TEMPLATE_CACHE:
+                self._templates.popitem(last=False)
+        else:
+            self._templates.move_to_end(arch)
+        return template
+
+    def reset_kernel_transforms(self) -> None:
+        """Set all kernel-transformation matrices to the identity (plain centre crops)."""
+        for module in self.modules():
+            if isinstance(module, ElasticWeights):
+                module.reset_transforms()
+
+
+def member_error(space: SearchSpace, arch: ArchSpec) -> ConfigError | None:
+    """Why ``arch`` is not a member of ``space`` (ignoring resolution), or None."""
+    try:
+        space.choices(arch.replace(resolution=space.resolution))
+    except ConfigError as error:
+        return error
+    return None
