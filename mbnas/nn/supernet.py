@@ -19,7 +19,6 @@ from torch import nn
 from torch.func import functional_call
 
 from mbnas.arch import ArchSpec, HeadSpec
-from mbnas.errors import ConfigError
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head, MobileNet, init_weights
 from mbnas.nn.elastic import ElasticWeights, mid_channel_dims, widest_block
@@ -136,11 +135,3 @@ class Supernet(nn.Module):
             if isinstance(module, ElasticWeights):
                 module.reset_transforms()
 
-
-def member_error(space: SearchSpace, arch: ArchSpec) -> ConfigError | None:
-    """Why ``arch`` is not a member of ``space`` (ignoring resolution), or None."""
-    try:
-        space.choices(arch.replace(resolution=space.resolution))
-    except ConfigError as error:
-        return error
-    return None

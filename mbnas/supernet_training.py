@@ -1,0 +1,232 @@
+"""Supernet warm-up with the sandwich rule and in-place distillation (BigNAS, AttentiveNAS).
+
+Every step trains, on one batch, the largest member (on the labels, with label smoothing), the
+smallest member and ``num_random`` random members (on the largest member's soft predictions when
+``distill`` is on, else on the labels), accumulating their gradients into one optimiser step.
+Training the extremes every step keeps both ends of the space good, which is what lets the
+supernet rank the members in between.
+
+Checkpoints hold the weights, optimiser, schedule, step, the batch position and every random
+generator, so an interrupted run resumed from its last checkpoint ends with exactly the weights
+of an uninterrupted one. The device is the supernet's: move it to CUDA and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mbnas.arch import ArchSpec, check_int
+from mbnas.errors import ConfigError
+from mbnas.nn.supernet import Supernet
+from mbnas.space import SearchSpace
+from mbnas.train import (
+    OptimConfig,
+    capture_rng_state,
+    check_optim_config,
+    load_checkpoint,
+    make_criterion,
+    make_optimizer,
+    make_scheduler,
+    model_device,
+    recalibrate_bn,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+
+@dataclass
+class SandwichConfig:
+    """Sandwich-rule warm-up: steps, random members per step, distillation, optimiser."""
+
+    steps: int = 300
+    num_random: int = 2  # random members per step, besides the largest and the smallest
+    distill: bool = True  # smaller members learn from the largest member's soft predictions
+    seed: int = 0  # drives the choice of random members
+    optim: OptimConfig = field(default_factory=OptimConfig)  # lr, warm-up, label smoothing, ...
+    checkpoint_every: int = 50  # steps between checkpoints (and one at the end)
+
+
+@dataclass(frozen=True)
+class SandwichResult:
+    """Where training stopped, and the largest member's loss on the last ``len(losses)`` steps."""
+
+    step: int
+    losses: tuple[float, ...]
+
+
+def check_sandwich_config(cfg: SandwichConfig) -> None:
+    """Reject settings that cannot work, naming the key."""
+    check_int(cfg.steps, "sandwich.steps", minimum=0)
+    check_int(cfg.num_random, "sandwich.num_random", minimum=0)
+    check_int(cfg.checkpoint_every, "sandwich.checkpoint_every", minimum=1)
+    check_optim_config(cfg.optim)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability distribution (in-place distillation's loss)."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tensor,
+                  labels: torch.Tensor, criterion: nn.Module, distill: bool) -> float:
+    """Forward and backward every member in ``archs`` (largest first); return the first's loss.
+
+    Gradients accumulate; the caller zeroes them before and steps the optimiser after.
+    """
+    supernet.train()
+    teacher, first_loss = None, 0.0
+    for arch in archs:
+        supernet.set_active(arch)
+        logits = supernet(images)
+        if teacher is None or not distill:
+            loss = criterion(logits, labels)
+        else:
+            loss = soft_cross_entropy(logits, teacher)
+        if teacher is None:
+            teacher, first_loss = logits.detach().softmax(dim=1), float(loss.detach())
+        loss.backward()
+    return first_loss
+
+
+def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int) -> list[ArchSpec]:
+    """The members of one step: largest, smallest, then ``num_random`` random ones."""
+    return [space.largest(), space.smallest(), *(space.sample_random(rng)
+                                                  for _ in range(num_random))]
+
+
+def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterable,
+                   cfg: SandwichConfig, *, checkpoint: Path | None = None,
+                   progress: bool = True) -> SandwichResult:
+    """Warm up ``supernet`` for ``cfg.steps`` sandwich steps, resuming from ``checkpoint``.
+
+    A finished checkpoint makes this a no-op, so every process of a run can call it.
+    """
+    check_sandwich_config(cfg)
+    device = model_device(supernet)
+    optimizer = make_optimizer(supernet, cfg.optim)
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+    criterion = make_criterion(cfg.optim)
+    rng, stream, step = random.Random(cfg.seed), BatchStream(train_loader), 0
+    settings = _settings(cfg, space)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint)
+        if state.get("settings") != settings:
+            raise ConfigError(str(checkpoint), "was written by a run with other settings "
+                              f"({state.get('settings')})", "use the same settings, or delete "
+                              "the checkpoint to start afresh")
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.setstate(_python_state(state["sampler"]))
+        stream = BatchStream(train_loader, **state["data"])
+        restore_rng_state(state["rng"])
+        step = state["step"]
+    losses: list[float] = []
+    with tqdm(total=cfg.steps, initial=step, disable=not progress, desc="supernet warm-up",
+              unit="step", dynamic_ncols=True) as bar:
+        while step < cfg.steps:
+            images, labels = (t.to(device, non_blocking=True) for t in stream.next())
+            optimizer.zero_grad(set_to_none=True)
+            archs = sandwich_members(space, rng, cfg.num_random)
+            losses.append(sandwich_step(supernet, archs, images, labels, criterion, cfg.distill))
+            if cfg.optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(supernet.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
+            if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                save_checkpoint(checkpoint, {
+                    "settings": settings, "step": step, "model": supernet.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "sampler": rng.getstate(), "data": stream.position(),
+                    "rng": capture_rng_state()})
+    return SandwichResult(step, tuple(losses))
+
+
+def _settings(cfg: SandwichConfig, space: SearchSpace) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed (not how often it is written)."""
+    settings = dataclasses.asdict(cfg)
+    settings.pop("checkpoint_every")
+    settings["space"] = space.name
+    return settings
+
+
+def _python_state(state: Any) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def subnet(supernet: Supernet, arch: ArchSpec, loader: Iterable, num_images: int = 2000
+           ) -> nn.Module:
+    """``arch``'s static network with inherited weights and BN statistics of its own.
+
+    Shared BatchNorm statistics belong to no single member, so they are re-estimated on
+    ``num_images`` training images (once-for-all uses about 2000) before evaluation.
+    """
+    model = supernet.extract(arch)
+    recalibrate_bn(model, loader, num_images)
+    return model.eval()
+
+
+class BatchStream:
+    """Batches of a loader forever, with a position (epoch, batch) to resume from exactly.
+
+    An mbnas loader (:func:`mbnas.data.make_loader`) starts part-way through an epoch by itself.
+    Any other loader is replayed: the random state it drew its order from at the start of the
+    epoch is put back, the batches already used are skipped, and the global state is restored.
+    """
+
+    def __init__(self, loader: Iterable, epoch: int = 0, batch: int = 0,
+                 epoch_rng: dict[str, Any] | None = None):
+        self.loader, self.epoch, self.batch, self.epoch_rng = loader, epoch, batch, epoch_rng
+        self._iterator: Iterator | None = None
+
+    def position(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch": self.batch, "epoch_rng": self.epoch_rng}
+
+    def next(self) -> Any:
+        """The next batch, starting a new epoch when the loader runs out."""
+        if self._iterator is None:
+            self._open()
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self.epoch, self.batch, self.epoch_rng = self.epoch + 1, 0, None
+            self._open()
+            batch = next(self._iterator)
+        self.batch += 1
+        return batch
+
+    def _open(self) -> None:
+        from mbnas.data import EpochSampler, set_epoch
+
+        native = isinstance(getattr(self.loader, "sampler", None), EpochSampler)
+        generator = getattr(self.loader, "generator", None)
+        resuming = self.epoch_rng is not None
+        now = torch.get_rng_state()
+        if resuming:
+            torch.set_rng_state(self.epoch_rng["torch"])
+            if generator is not None and self.epoch_rng["generator"] is not None:
+                generator.set_state(self.epoch_rng["generator"])
+        else:
+            self.epoch_rng = {"torch": now,
+                              "generator": None if generator is None else generator.get_state()}
+        set_epoch(self.loader, self.epoch, self.batch if native else 0)
+        self._iterator = iter(self.loader)
+        if resuming:
+            if not native:
+                for _ in range(self.batch):  # the first one draws the epoch's order
+                    next(self._iterator)
+            torch.set_rng_state(now)
