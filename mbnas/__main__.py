@@ -13,6 +13,8 @@ from mbnas.errors import MbnasError
 # Each command module defines ``Config`` (its schema) and ``run(cfg) -> int | None``.
 COMMANDS = {
     "cost": ("mbnas.commands.cost", "MACs, parameters and CPU latency of an architecture"),
+    "train": ("mbnas.commands.train", "train an architecture (from scratch or search weights)"),
+    "evaluate": ("mbnas.commands.evaluate", "top-1 accuracy of a trained run on a data split"),
 }
 
 USAGE = """usage: python -m mbnas <command> [key=value ...] [--cfg]
