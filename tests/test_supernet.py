@@ -131,3 +131,16 @@ def test_set_active_rejects_non_members_and_ignores_resolution():
     arch = space.smallest().replace(resolution=64)
     supernet.set_active(arch)
     assert supernet(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_supernet_runs_unchanged_on_cuda():
+    space = load_space("cifar")
+    supernet = scramble(Supernet(space)).cuda().eval()
+    arch = space.sample_random(random.Random(5))
+    supernet.set_active(arch)
+    x = torch.randn(2, 3, 32, 32, device="cuda")
+    with torch.no_grad():
+        model = supernet.extract(arch)
+        assert next(model.parameters()).is_cuda
+        torch.testing.assert_close(model.eval()(x), supernet(x))

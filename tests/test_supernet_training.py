@@ -111,3 +111,12 @@ def test_sandwich_training_learns_and_subnets_recalibrate():
     shared = supernet.stem.module.bn.running_mean[:arch.stem.out]
     assert not torch.equal(model.stem.bn.running_mean, shared)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_runs_unchanged_on_cuda(tmp_path):
+    supernet = fresh_supernet().cuda()
+    cfg = dataclasses.replace(CFG, steps=2)
+    result = train_supernet(supernet, SPACE, plain_loader(), cfg, checkpoint=tmp_path / "s.pt",
+                            progress=False)
+    assert result.step == 2 and next(supernet.parameters()).is_cuda

@@ -22,7 +22,7 @@ from mbnas.arch import ArchSpec, HeadSpec
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head, MobileNet, init_weights
 from mbnas.nn.elastic import ElasticWeights, mid_channel_dims, widest_block
-from mbnas.space import SearchSpace, load_space, probe_block
+from mbnas.space import SearchSpace, StageChoices, load_space, probe_block
 
 _TEMPLATE_CACHE = 512
 
@@ -40,20 +40,9 @@ class Supernet(nn.Module):
                                              act=space.stem_act, bn=bn))
         stages, inputs = [], space.stem_out
         for stage in space.stages:
-            blocks = []
-            for index in range(max(stage.depth)):
-                alternatives = {}
-                for block in stage.block:
-                    configs = [probe_block(block, in_ch, out_ch, expand, se, space.se_style)
-                               for in_ch, out_ch, expand, se in itertools.product(
-                                   inputs if index == 0 else stage.out, stage.out,
-                                   stage.expand, stage.se)]
-                    cfg = widest_block(block, configs, max(stage.kernel),
-                                       stage.stride if index == 0 else 1)
-                    alternatives[block] = ElasticWeights(BLOCKS[block](cfg, bn=bn), stage.kernel,
-                                                         config=cfg)
-                blocks.append(nn.ModuleDict(alternatives))
-            stages.append(nn.ModuleList(blocks))
+            stages.append(nn.ModuleList(
+                block_alternatives(space, stage, index, inputs if index == 0 else stage.out)
+                for index in range(max(stage.depth))))
             inputs = stage.out
         self.stages = nn.ModuleList(stages)
         hidden = max(space.head_hidden) if space.head_hidden else None
@@ -135,3 +124,17 @@ class Supernet(nn.Module):
             if isinstance(module, ElasticWeights):
                 module.reset_transforms()
 
+
+
+def block_alternatives(space: SearchSpace, stage: StageChoices, index: int,
+                       inputs: tuple[int, ...]) -> nn.ModuleDict:
+    """The shared weights of block ``index`` of ``stage``: one widest block per block type."""
+    alternatives = {}
+    for block in stage.block:
+        configs = [probe_block(block, in_ch, out_ch, expand, se, space.se_style)
+                   for in_ch, out_ch, expand, se in itertools.product(
+                       inputs, stage.out, stage.expand, stage.se)]
+        cfg = widest_block(block, configs, max(stage.kernel), stage.stride if index == 0 else 1)
+        alternatives[block] = ElasticWeights(BLOCKS[block](cfg, bn=space.bn), stage.kernel,
+                                             config=cfg)
+    return nn.ModuleDict(alternatives)
