@@ -12,6 +12,10 @@ from mbnas.errors import MbnasError
 
 # Each command module defines ``Config`` (its schema) and ``run(cfg) -> int | None``.
 COMMANDS = {
+    "search": ("mbnas.commands.search", "search a space under MAC / latency / parameter budgets"),
+    "report": ("mbnas.commands.report", "top trials and Pareto set of a search run"),
+    "export": ("mbnas.commands.export", "write a run's best architecture, weights, ONNX"),
+    "latency": ("mbnas.commands.latency", "build a space's per-block latency table"),
     "cost": ("mbnas.commands.cost", "MACs, parameters and CPU latency of an architecture"),
     "train": ("mbnas.commands.train", "train an architecture (from scratch or search weights)"),
     "evaluate": ("mbnas.commands.evaluate", "top-1 accuracy of a trained run on a data split"),

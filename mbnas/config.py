@@ -29,6 +29,12 @@ def load_config(command: str, overrides: list[str], schema: type | None = None) 
         key = getattr(error, "full_key", None) or f"config of `{command}`"
         raise ConfigError(key, _first_line(error),
                           f"see `python -m mbnas {command} --cfg` for the valid keys") from None
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise ConfigError(missing[0], "required but not given",
+                          f"add {missing[0]}=... to the command, e.g. `python -m mbnas {command} "
+                          f"{missing[0]}=runs/<name>`" if missing[0] == "run" else
+                          f"add {missing[0]}=... to the command")
     OmegaConf.set_readonly(merged, True)
     return merged
 

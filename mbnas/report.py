@@ -1,0 +1,73 @@
+"""What a search found: its trials, the top ones and the Pareto set, as a table or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from mbnas.search import OBJECTIVES, best_trials
+from mbnas.tensorboard import pareto_indices
+
+COLUMNS = ("number", "state", "accuracy", "macs", "params", "latency_ms")
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial: its number, state, costs, accuracy and architecture choices."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        rows.append({"number": trial.number, "state": trial.state.name.lower(),
+                     "accuracy": attrs.get("accuracy"), "macs": attrs.get("macs"),
+                     "params": attrs.get("params"), "latency_ms": attrs.get("latency_ms"),
+                     "choices": dict(trial.params),
+                     "pruned_reason": attrs.get("pruned_reason")})
+    return rows
+
+
+def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]:
+    """Every trial, the top ``top`` by accuracy, the Pareto set and the exported best."""
+    rows = trial_rows(study)
+    complete = [r for r in rows if r["state"] == "complete"]
+    cost_key = OBJECTIVES.get(objective) or "macs"
+    usable = [r for r in complete if r[cost_key] is not None]
+    pareto = sorted((usable[i] for i in pareto_indices(usable, cost_key)),
+                    key=lambda r: r[cost_key])
+    best = best_trials(study)
+    return {"study": study.study_name, "objective": objective, "trials": rows,
+            "top": sorted(complete, key=lambda r: -r["accuracy"])[:top],
+            "pareto": pareto, "pareto_cost": cost_key,
+            "best": best[0].number if best else None,
+            "counts": {state: sum(r["state"] == state for r in rows)
+                       for state in ("complete", "pruned", "fail", "running")}}
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "accuracy":
+        return f"{value:.4f}"
+    if key in ("macs", "params"):
+        return f"{value / 1e6:.2f}M"
+    if key == "latency_ms":
+        return f"{value:.2f}"
+    return str(value)
+
+
+def format_table(title: str, rows: list[dict[str, Any]]) -> str:
+    widths = {key: max(len(key), *(len(_cell(key, r[key])) for r in rows)) if rows else len(key)
+              for key in COLUMNS}
+    lines = [title, "  ".join(key.rjust(widths[key]) for key in COLUMNS)]
+    lines += ["  ".join(_cell(key, r[key]).rjust(widths[key]) for key in COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
+def format_report(result: dict[str, Any]) -> str:
+    counts = result["counts"]
+    parts = [f"study {result['study']}: {counts['complete']} complete, {counts['pruned']} pruned "
+             f"(over budget), {counts['fail']} failed; objective {result['objective']}",
+             "", format_table(f"top {len(result['top'])} by accuracy:", result["top"]), "",
+             format_table(f"Pareto set (accuracy vs {result['pareto_cost']}):", result["pareto"])]
+    if result["best"] is not None:
+        parts += ["", f"best: trial #{result['best']} (exported as best.yaml)"]
+    return "\n".join(parts)

@@ -1,0 +1,148 @@
+"""End-to-end CLI tests of search, report and export on the smoke preset (tiny, still real)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import mbnas
+
+pytestmark = pytest.mark.slow
+TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
+SMOKE = ["preset=smoke", f"space={TINY_SPACE}", "data.synthetic_size=128"]
+BUDGET = "+budget.macs=0.5M"
+
+
+def mbnas_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MBNAS_CACHE": str(cwd / "cache"), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "mbnas", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def report(run: Path) -> dict:
+    return json.loads(mbnas_cli("report", f"run={run}", "format=json", cwd=run.parent.parent)
+                      .stdout)
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    done = mbnas_cli("search", BUDGET, "name=single", "n_trials=5", *SMOKE, cwd=root)
+    return root / "runs" / "single", done
+
+
+def test_search_exports_a_best_arch_within_budget(single_run):
+    run, done = single_run
+    assert "best: trial" in done.stdout and "[trial 5/5]" in done.stdout
+    best = mbnas.load_arch(run / "best.yaml")
+    assert mbnas.count(best).macs <= 500_000
+    assert "timm-style arch_def" in (run / "best.yaml").read_text()
+    model = mbnas.build(best)
+    model.load_state_dict(__import__("torch").load(run / "best.pt"))
+
+
+def test_report_json_lists_every_trial_and_no_complete_trial_exceeds_budget(single_run):
+    run, _ = single_run
+    result = report(run)
+    assert result["counts"]["complete"] == 5 and result["counts"]["pruned"] > 0
+    for trial in result["trials"]:
+        assert {"number", "state", "macs", "params", "latency_ms", "accuracy",
+                "choices"} <= set(trial)
+        if trial["state"] == "complete":
+            assert trial["macs"] <= 500_000 and 0.0 <= trial["accuracy"] <= 1.0
+            assert trial["choices"]
+        else:
+            assert trial["state"] == "pruned" and "budget" in trial["pruned_reason"]
+    table = mbnas_cli("report", f"run={run}", cwd=run.parent.parent).stdout
+    assert "Pareto set" in table and "top" in table
+
+
+def test_tensorboard_event_files_hold_curves_hparams_and_study_summaries(single_run):
+    run, _ = single_run
+    trial_dirs = sorted((run / "tb").glob("trial-*"))
+    assert trial_dirs
+    trial = EventAccumulator(str(trial_dirs[0]))
+    trial.Reload()
+    assert "train/loss" in trial.Tags()["scalars"] and "val/accuracy" in trial.Tags()["scalars"]
+    assert "hparam/accuracy" in trial.Tags()["scalars"]
+    assert "hparam/macs" in trial.Tags()["scalars"]
+    study = EventAccumulator(str(run / "tb" / "study"), size_guidance={"images": 0})
+    study.Reload()
+    assert "study/best_accuracy" in study.Tags()["scalars"]
+    assert "study/accuracy_vs_macs" in study.Tags()["images"]
+    assert "study/best_architecture/text_summary" in study.Tags()["tensors"]
+
+
+def test_same_command_resumes_and_counts_the_total(single_run, tmp_path):
+    run, _ = single_run
+    checkpoint = run / "supernet.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    done = mbnas_cli("search", BUDGET, "name=single", "n_trials=7", *SMOKE,
+                     cwd=run.parent.parent)
+    assert "2 of 7 trials to go" in done.stdout
+    assert report(run)["counts"]["complete"] == 7
+    assert checkpoint.stat().st_mtime_ns == stamp  # the warm-up was reused, not redone
+
+
+def test_resume_with_a_different_budget_is_refused(single_run):
+    run, _ = single_run
+    done = mbnas_cli("search", "+budget.macs=3M", "name=single", *SMOKE, cwd=run.parent.parent,
+                     check=False)
+    assert done.returncode == 2 and "different search" in done.stderr
+
+
+def test_export_command_writes_torchscript(single_run):
+    run, _ = single_run
+    mbnas_cli("export", f"run={run}", "torchscript=true", cwd=run.parent.parent)
+    assert (run / "best.torchscript.pt").is_file() and (run / "best.pt").is_file()
+
+
+def test_multi_objective_search_writes_the_pareto_set(tmp_path):
+    mbnas_cli("search", BUDGET, "objective=accuracy-macs", "sampler=nsga2",
+              "name=multi", "n_trials=4", "evaluator=scratch", "export.weights=false", *SMOKE,
+              cwd=tmp_path)
+    run = tmp_path / "runs" / "multi"
+    pareto = sorted((run / "pareto").glob("*.yaml"))
+    assert pareto and (run / "best.yaml").is_file()
+    assert all(mbnas.count(mbnas.load_arch(p)).macs <= 500_000 for p in pareto)
+    assert report(run)["pareto"]
+
+
+def test_two_workers_share_one_study(tmp_path):
+    env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "mbnas", "search", BUDGET, "name=shared",
+            "n_trials=6", *SMOKE, "latency=none", "evaluator=scratch"]
+    workers = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    result = report(tmp_path / "runs" / "shared")
+    # Each worker stops once the shared total is reached; one may finish a trial in flight.
+    assert 6 <= result["counts"]["complete"] <= 7
+    assert all("[trial" in out for out, _ in outputs)  # both workers evaluated candidates
+
+
+@pytest.mark.parametrize("budget, message", [
+    ("+budget.macs=lots", "budget.macs: 'lots' is not a count"),
+    ("+budget.latency_ms=fast", "budget.latency_ms"),
+    ("+budget.macs=100k", "smallest member of space 'tiny' needs 167.81K MACs"),
+    ("+budget.flops=3M", "unknown budget"),
+])
+def test_bad_budgets_stop_before_training_without_traceback(tmp_path, budget, message):
+    done = mbnas_cli("search", budget, "name=bad", *SMOKE, cwd=tmp_path, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs" / "bad" / "supernet.pt").exists()
+
+
+def test_config_files_compose_from_any_directory(tmp_path):
+    cfg = yaml.safe_load(mbnas_cli("search", "+budget.macs=300M", "--cfg", cwd=tmp_path).stdout)
+    assert cfg["budget"] == {"macs": "300M"} and cfg["evaluator"]["name"] == "supernet"
