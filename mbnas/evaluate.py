@@ -7,9 +7,7 @@ scored on the validation split. ``scratch``: each candidate is trained briefly f
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from torch import nn
 
 from mbnas.arch import ArchSpec, check_choice, check_int
 from mbnas.data import DataConfig, make_loader
+from mbnas.locking import file_lock
 from mbnas.nn import build
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import TrialLog
@@ -160,43 +159,3 @@ def make_evaluator(cfg: EvaluatorConfig, data: DataConfig, device: torch.device,
     if cfg.name == "scratch":
         return ScratchEvaluator(cfg, data, device, seed)
     return SupernetEvaluator(cfg, data, device, seed, space)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, poll_s: float = 1.0) -> Iterator[None]:
-    """An exclusive lock between processes sharing a folder (a lock file created atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            if _stale(path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            time.sleep(poll_s)
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-def _stale(path: Path) -> bool:
-    """A lock left by a process that no longer runs (interrupted with kill -9, say)."""
-    try:
-        pid = int(path.read_text() or "0")
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

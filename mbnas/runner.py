@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from omegaconf import OmegaConf
 
 from mbnas.arch import ArchSpec, check_choice, check_int
@@ -23,6 +24,7 @@ from mbnas.data import DataConfig, dataset_num_classes
 from mbnas.errors import ConfigError
 from mbnas.evaluate import Evaluator, EvaluatorConfig, make_evaluator
 from mbnas.export import export_arch, export_trial
+from mbnas.locking import file_lock
 from mbnas.search import (
     OBJECTIVES,
     Objective,
@@ -81,6 +83,7 @@ class SearchConfig:
     seeds: list[str] = field(default_factory=list)
     storage: str | None = None
     device: str = "auto"
+    threads: int | None = None
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -139,12 +142,16 @@ def run_search(cfg: Any) -> optuna.Study:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     signature = {"space": prepared.space.name, "budget": prepared.budget.describe(),
                  "objective": cfg.objective, "resolution": prepared.space.resolution}
-    study = open_study(run_dir.name, storage_url(cfg.storage, run_dir),
-                       make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
-                       study_directions(cfg.objective), signature)
+    # Workers starting together would race to create the storage's tables: take turns.
+    with file_lock(run_dir / "storage.lock"):
+        study = open_study(run_dir.name, storage_url(cfg.storage, run_dir),
+                           make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
+                           study_directions(cfg.objective), signature)
     remaining = cfg.n_trials - len(trials_in(study, optuna.trial.TrialState.COMPLETE))
     print(f"mbnas search: {run_dir} | space {prepared.space.name} | {prepared.budget.describe()}"
           f" | objective {cfg.objective} | {max(remaining, 0)} of {cfg.n_trials} trials to go",

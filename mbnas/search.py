@@ -166,7 +166,10 @@ class Objective:
                 trial.set_user_attr("duplicate_of", earlier.number)
                 return earlier.user_attrs["accuracy"]
         log = TrialLog(self.log_dir, trial.number)
+        start = time.perf_counter()
         accuracy = float(self.evaluate(candidate.arch, log))
+        # What training and scoring took; the rest of the trial is the framework's overhead.
+        trial.set_user_attr("evaluation_s", time.perf_counter() - start)
         log.finish(self.space.choices(candidate.arch),
                    {"accuracy": accuracy, **candidate.costs})
         return accuracy

@@ -119,7 +119,7 @@ def test_multi_objective_search_writes_the_pareto_set(tmp_path):
 def test_two_workers_share_one_study(tmp_path):
     env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache")}
     args = [sys.executable, "-m", "mbnas", "search", BUDGET, "name=shared",
-            "n_trials=6", *SMOKE, "latency=none", "evaluator=scratch"]
+            "n_trials=6", *SMOKE, "latency=none", "evaluator=scratch", "threads=1"]
     workers = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
