@@ -90,3 +90,55 @@ def check_reachable(budget: Budget, smallest: Mapping[str, float | None], space_
                 f"{space_name!r} needs {describe(key, value)}",
                 f"raise the budget to at least {describe(key, value)} or choose a space with "
                 "smaller members (space=...)")
+
+
+class WithinBudget:
+    """The members of a space that fit a budget's MAC and parameter limits.
+
+    Supernet warm-up samples from this view instead of the whole space (budget-aware sandwich
+    rule): members over budget are never evaluated, so training them only costs time, and the
+    "largest" teacher becomes the largest member that fits, found among ``probes`` samples.
+    Latency limits are left to the search: measuring inside the sampling loop would cost more
+    than it saves.
+    """
+
+    def __init__(self, space: Any, budget: Budget, probes: int = 64, seed: int = 0,
+                 max_tries: int = 2000):
+        self.space, self.budget = space, budget
+        self.probes, self.seed, self.max_tries = probes, seed, max_tries
+        limits = [f"{key}≤{describe(key, value)}" for key, value in budget.limits.items()
+                  if key != "latency_ms"]
+        self.name = f"{space.name}[{', '.join(limits)}]" if limits else space.name
+        self.resolution = space.resolution
+        self._largest = None
+
+    def fits(self, arch: Any) -> bool:
+        from mbnas.cost import count
+
+        cost = count(arch)
+        return not self.budget.violations({"macs": cost.macs, "params": cost.params})
+
+    def smallest(self) -> Any:
+        return self.space.smallest()
+
+    def sample_random(self, rng: Any) -> Any:
+        """A random member within budget (rejection sampling; the smallest if none is found)."""
+        for _ in range(self.max_tries):
+            arch = self.space.sample_random(rng)
+            if self.fits(arch):
+                return arch
+        return self.smallest()
+
+    def largest(self) -> Any:
+        if self._largest is None:
+            from mbnas.cost import count
+
+            largest = self.space.largest()
+            if not self.fits(largest):
+                import random
+
+                rng = random.Random(self.seed)
+                members = [self.sample_random(rng) for _ in range(self.probes)]
+                largest = max(members, key=lambda arch: count(arch).macs)
+            self._largest = largest
+        return self._largest

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mbnas.arch import ArchSpec, check_choice, check_int
+from mbnas.budget import Budget, WithinBudget
 from mbnas.data import DataConfig, make_loader
 from mbnas.locking import file_lock
 from mbnas.nn import build
@@ -45,6 +46,7 @@ class EvaluatorConfig:
     warmup_steps: int = 300  # supernet: sandwich-rule steps, once per run
     num_random: int = 2  # supernet: random subnets per sandwich step besides largest, smallest
     distill: bool = True  # supernet: in-place distillation from the largest subnet
+    budget_aware: bool = True  # supernet: warm up only members within the MAC/params budget
     finetune_steps: int = 20  # supernet: per candidate, from the inherited weights
     finetune_lr: float = 0.01
     train_steps: int = 200  # scratch: per candidate
@@ -122,11 +124,13 @@ class SupernetEvaluator(Evaluator):
     """Candidates inherit weight-shared supernet weights, warmed up once per run."""
 
     def __init__(self, cfg: EvaluatorConfig, data: DataConfig, device: torch.device, seed: int,
-                 space: SearchSpace):
+                 space: SearchSpace, budget: Budget | None = None):
         super().__init__(cfg, data, device, seed)
         from mbnas.nn.supernet import Supernet
 
         self.space = space
+        self.warmup_space = (WithinBudget(space, budget, seed=seed)
+                             if cfg.budget_aware and budget else space)
         self.supernet = Supernet(space).to(device)
 
     def prepare(self, run_dir: Path) -> None:
@@ -139,7 +143,7 @@ class SupernetEvaluator(Evaluator):
         # Workers sharing a run folder take turns: the first warms up, the others resume its
         # finished checkpoint (which makes their training a no-op).
         with file_lock(run_dir / "supernet.lock"):
-            train_supernet(self.supernet, self.space, self.train_loader, sandwich,
+            train_supernet(self.supernet, self.warmup_space, self.train_loader, sandwich,
                            checkpoint=checkpoint, progress=True)
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
@@ -152,10 +156,10 @@ class SupernetEvaluator(Evaluator):
 
 
 def make_evaluator(cfg: EvaluatorConfig, data: DataConfig, device: torch.device, seed: int,
-                   space: SearchSpace) -> Evaluator:
+                   space: SearchSpace, budget: Budget | None = None) -> Evaluator:
     """The evaluator ``cfg.name`` names (configs may come as typed OmegaConf nodes)."""
     cfg, data = (OmegaConf.to_object(c) if isinstance(c, DictConfig) else c for c in (cfg, data))
     check_evaluator_config(cfg)
     if cfg.name == "scratch":
         return ScratchEvaluator(cfg, data, device, seed)
-    return SupernetEvaluator(cfg, data, device, seed, space)
+    return SupernetEvaluator(cfg, data, device, seed, space, budget)

@@ -160,7 +160,7 @@ def run_search(cfg: Any) -> optuna.Study:
         for name in enqueue_seeds(study, prepared.space, list(cfg.seeds)):
             print(f"seed {name!r} is not a member of space {prepared.space.name!r}; skipped")
         evaluator = make_evaluator(cfg.evaluator, cfg.data, resolve_device(cfg.device),
-                                   cfg.seed, prepared.space)
+                                   cfg.seed, prepared.space, prepared.budget)
         evaluator.prepare(run_dir)
         optimize(study, prepared, evaluator, remaining)
     inherits = remaining > 0 and cfg.evaluator.name == "supernet"

@@ -50,3 +50,21 @@ def test_impossible_budget_names_the_smallest_reachable_cost():
 
 def test_format_count():
     assert format_count(300_774_272) == "300.77M" and format_count(999) == "999"
+
+
+def test_within_budget_view_samples_only_members_that_fit():
+    import random
+
+    from mbnas.budget import WithinBudget
+    from mbnas.cost import count
+    from mbnas.space import load_space
+
+    space = load_space("default")
+    view = WithinBudget(space, Budget.from_config({"macs": "300M"}), probes=16)
+    rng = random.Random(0)
+    members = [view.sample_random(rng) for _ in range(10)]
+    assert all(count(arch).macs <= 300e6 for arch in members)
+    assert count(view.largest()).macs <= 300e6 < count(space.largest()).macs
+    assert count(view.largest()).macs >= max(count(arch).macs for arch in members[:1])
+    assert view.smallest() == space.smallest() and "macs≤300.00M" in view.name
+    assert WithinBudget(space, Budget()).name == space.name

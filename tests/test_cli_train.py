@@ -146,3 +146,12 @@ def test_bad_input_exits_2_without_traceback(tmp_path):
     done = run_cli("evaluate", "run=runs/missing", cwd=tmp_path)
     assert done.returncode == 2 and "runs/missing" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_smoke_preset_trains_a_reference_network_quickly(tmp_path):
+    done = run_cli("train", "preset=smoke", "name=smoke", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "runs" / "smoke" / "result.json").read_text())
+    assert 0.0 <= result["accuracy"] <= 1.0
+    assert mbnas.load_arch(tmp_path / "runs" / "smoke" / "arch.yaml").num_classes == 10

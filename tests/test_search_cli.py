@@ -146,3 +146,11 @@ def test_bad_budgets_stop_before_training_without_traceback(tmp_path, budget, me
 def test_config_files_compose_from_any_directory(tmp_path):
     cfg = yaml.safe_load(mbnas_cli("search", "+budget.macs=300M", "--cfg", cwd=tmp_path).stdout)
     assert cfg["budget"] == {"macs": "300M"} and cfg["evaluator"]["name"] == "supernet"
+
+
+def test_the_mission_command_on_the_smoke_preset(tmp_path):
+    """`python -m mbnas search +budget.macs=300M preset=smoke`, as the README's tour runs it."""
+    done = mbnas_cli("search", "+budget.macs=300M", "preset=smoke", cwd=tmp_path)
+    run = tmp_path / "runs" / "default-macs300M"
+    assert "[trial 6/6]" in done.stdout
+    assert mbnas.count(mbnas.load_arch(run / "best.yaml")).macs <= 300_000_000

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
+from mbnas.budget import Budget
 from mbnas.evaluate import make_evaluator
 from mbnas.runner import PreparedSearch, export_best, load_run, search_space
 from mbnas.train import resolve_device
@@ -27,7 +28,9 @@ def run(cfg: Config) -> None:
     space = search_space(search_cfg)
     evaluator = None
     if cfg.weights and search_cfg.evaluator.name == "supernet":
+        budget = Budget.from_config(OmegaConf.to_container(search_cfg.budget))
         evaluator = make_evaluator(search_cfg.evaluator, search_cfg.data,
-                                   resolve_device(search_cfg.device), search_cfg.seed, space)
+                                   resolve_device(search_cfg.device), search_cfg.seed, space,
+                                   budget)
         evaluator.prepare(Path(cfg.run))  # resumes the finished warm-up: loads its weights
     export_best(study, PreparedSearch(search_cfg, space, None, Path(cfg.run), None), evaluator)
