@@ -176,10 +176,15 @@ class Objective:
 
 
 def enqueue_seeds(study: optuna.Study, space: SearchSpace, seeds: list[str]) -> list[str]:
-    """Enqueue reference architectures that belong to the space; return those that do not."""
+    """Enqueue reference architectures that belong to the space; return those that do not.
+
+    Classes, resolution and BatchNorm settings are taken from the space: they are deployment and
+    training settings, not architecture choices.
+    """
     rejected = []
     for name in seeds:
-        arch = load_arch(name)
+        arch = load_arch(name).replace(num_classes=space.num_classes, bn=space.bn,
+                                       resolution=space.resolution)
         if space.contains(arch):
             study.enqueue_trial(space.choices(arch), skip_if_exists=True)
         else:
