@@ -140,7 +140,6 @@ def run_search(cfg: Any) -> optuna.Study:
     prepared = prepare(cfg)
     run_dir = prepared.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -152,6 +151,8 @@ def run_search(cfg: Any) -> optuna.Study:
         study = open_study(run_dir.name, storage_url(cfg.storage, run_dir),
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
                            study_directions(cfg.objective), signature)
+    # Written once the study accepted the settings: a refused resume leaves the old config.
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     remaining = cfg.n_trials - len(trials_in(study, optuna.trial.TrialState.COMPLETE))
     print(f"mbnas search: {run_dir} | space {prepared.space.name} | {prepared.budget.describe()}"
           f" | objective {cfg.objective} | {max(remaining, 0)} of {cfg.n_trials} trials to go",
