@@ -97,6 +97,7 @@ def test_resume_with_a_different_budget_is_refused(single_run):
     done = mbnas_cli("search", "+budget.macs=3M", "name=single", *SMOKE, cwd=run.parent.parent,
                      check=False)
     assert done.returncode == 2 and "different search" in done.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["budget"] == {"macs": "0.5M"}
 
 
 def test_export_command_writes_torchscript(single_run):
