@@ -86,6 +86,9 @@ class Evaluator:
         self.cfg, self.device, self.seed = cfg, device, seed
         self.train_loader = make_loader(data, "train", shuffle=True)
         self.val_loader = make_loader(data, "val", shuffle=False)
+        # Never advanced past its first epoch: every candidate's BN statistics come from the
+        # same images, so candidates are compared on equal terms.
+        self.bn_loader = make_loader(data, "train", shuffle=True)
         self._batches = infinite(self.train_loader)
 
     def prepare(self, run_dir: Path) -> None:
@@ -149,7 +152,7 @@ class SupernetEvaluator(Evaluator):
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         self._seed(arch)
         model = self.supernet.extract(arch).to(self.device)
-        recalibrate_bn(model, self.train_loader, self.cfg.bn_images)
+        recalibrate_bn(model, self.bn_loader, self.cfg.bn_images)
         finetune = dataclasses.replace(self.cfg.optim, lr=self.cfg.finetune_lr, warmup_steps=0)
         train_briefly(model, self._batches, self.cfg.finetune_steps, finetune, log)
         return model
