@@ -329,26 +329,46 @@ _ARCH_KEYS = ("name", "resolution", "num_classes", "in_channels", "se_style", "b
               "stages", "head", "dropout", "drop_path")
 
 
-def _arch_from_dict(data: Any, source: str) -> ArchSpec:
-    reader = _Reader(data, source, _ARCH_KEYS, required=("resolution", "stem", "stages", "head"))
+@dataclass(frozen=True)
+class NetworkReaders:
+    """The parts every network file shares (ArchSpec and SearchSpace): checked top level,
+    stem and head readers, the BatchNorm settings and the list of stage rows."""
+
+    top: _Reader
+    stem: _Reader
+    head: _Reader
+    bn: BatchNormSpec
+    stages: list
+
+
+def network_readers(data: Any, source: str, keys: Sequence[str]) -> NetworkReaders:
+    """Check a network file's top-level keys and open readers on its parts."""
+    top = _Reader(data, source, keys, required=("resolution", "stem", "stages", "head"))
     stem = _Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
     head = _Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
     bn = _Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
     stages = data["stages"]
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{source}: stages", "expected a non-empty list of stage rows")
+    return NetworkReaders(top, stem, head, BatchNormSpec(
+        eps=bn.float("eps", 1e-5, 0.0, 1.0, False), momentum=bn.float("momentum", 0.1, 0.0, 1.0)),
+        stages)
+
+
+def _arch_from_dict(data: Any, source: str) -> ArchSpec:
+    parts = network_readers(data, source, _ARCH_KEYS)
+    reader, stem, head = parts.top, parts.stem, parts.head
     return ArchSpec(
         name=reader.str("name", "custom"),
         resolution=reader.int("resolution", minimum=8),
         num_classes=reader.int("num_classes", default=1000),
         in_channels=reader.int("in_channels", default=3),
         se_style=reader.choice("se_style", SE_STYLES, default="efficientnet"),
-        bn=BatchNormSpec(eps=bn.float("eps", 1e-5, 0.0, 1.0, False),
-                         momentum=bn.float("momentum", 0.1, 0.0, 1.0)),
+        bn=parts.bn,
         stem=StemSpec(out=stem.int("out"), kernel=stem.int("kernel", 3, odd=True),
                       stride=stem.int("stride", 2), act=stem.choice("act", ACTIVATIONS, "relu")),
         stages=tuple(_stage_from_dict(row, f"{source}: stages[{i}]")
-                     for i, row in enumerate(stages)),
+                     for i, row in enumerate(parts.stages)),
         head=HeadSpec(channels=head.int("channels"), act=head.choice("act", ACTIVATIONS, "relu"),
                       hidden=head.int("hidden")),
         dropout=reader.float("dropout", 0.2, 0.0, 1.0),

@@ -54,6 +54,7 @@ from mbnas.arch import (
     check_choice,
     check_float,
     check_int,
+    network_readers,
     read_yaml,
 )
 from mbnas.errors import ConfigError
@@ -333,28 +334,22 @@ _SPACE_KEYS = ("name", "resolution", "num_classes", "in_channels", "se_style", "
 
 def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
     """A validated SearchSpace; errors name the source, the key, the value and what is allowed."""
-    reader = _Reader(data, source, _SPACE_KEYS, required=("resolution", "stem", "stages", "head"))
-    stem = _Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
-    head = _Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
-    bn = _Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
-    stages = data["stages"]
-    if not isinstance(stages, list) or not stages:
-        raise ConfigError(f"{source}: stages", "expected a non-empty list of stage rows")
+    parts = network_readers(data, source, _SPACE_KEYS)
+    reader, stem, head = parts.top, parts.stem, parts.head
     return SearchSpace(
         name=reader.str("name", Path(source).stem),
         resolution=reader.int("resolution", minimum=8),
         num_classes=reader.int("num_classes", default=1000),
         in_channels=reader.int("in_channels", default=3),
         se_style=reader.choice("se_style", SE_STYLES, default="efficientnet"),
-        bn=BatchNormSpec(eps=bn.float("eps", 1e-5, 0.0, 1.0, False),
-                         momentum=bn.float("momentum", 0.1, 0.0, 1.0)),
+        bn=parts.bn,
         per=reader.choice("per", PER, default="block"),
         stem_out=_options(stem, "out", check_int),
         stem_kernel=stem.int("kernel", 3, odd=True),
         stem_stride=stem.int("stride", 2),
         stem_act=stem.choice("act", ACTIVATIONS, "relu"),
         stages=tuple(_stage_from_dict(row, f"{source}: stages[{i}]")
-                     for i, row in enumerate(stages)),
+                     for i, row in enumerate(parts.stages)),
         head_channels=_options(head, "channels", check_int),
         head_act=head.choice("act", ACTIVATIONS, "relu"),
         head_hidden=_options(head, "hidden", check_int) if head.has("hidden") else None,
