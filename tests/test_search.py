@@ -1,0 +1,106 @@
+"""Unit tests of the search's pieces: seeds, budgets as constraints, stopping, Pareto sets."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+import mbnas
+from mbnas.budget import Budget
+from mbnas.search import Objective, StopAtTotal, enqueue_seeds
+from mbnas.space import load_space
+from mbnas.tensorboard import StudyLog, pareto_indices
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
+
+
+def test_reference_seeds_that_belong_to_the_space_are_tried_first():
+    space = load_space("mobilenet_v3").replace(num_classes=10)
+    study = optuna.create_study(direction="maximize")
+    assert enqueue_seeds(study, space, ["mobilenet_v3_large", "efficientnet_b0"]) == [
+        "efficientnet_b0"]
+    arch = space.sample(study.ask())
+    reference = mbnas.load_arch("mobilenet_v3_large")
+    assert arch.stage_blocks() == reference.stage_blocks()
+    assert mbnas.count(arch).params == mbnas.count(reference.replace(num_classes=10)).params
+
+
+def make_objective(tmp_path, budget: Budget, scores: list) -> Objective:
+    def evaluate(arch, log):
+        scores.append(arch)
+        return 0.5
+
+    space = load_space(TINY_SPACE)
+    return Objective(space, budget, "accuracy", evaluate, None, tmp_path, StudyLog(tmp_path))
+
+
+def test_over_budget_candidates_are_pruned_untrained_with_reason_and_constraints(tmp_path):
+    trained: list = []
+    objective = make_objective(tmp_path, Budget(macs=500_000), trained)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(objective, n_trials=25)
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert pruned and complete and len(trained) <= len(complete)
+    for trial in pruned:
+        assert trial.user_attrs["macs"] > 500_000 and "budget" in trial.user_attrs["pruned_reason"]
+        assert trial.constraints["macs"] > 0
+    for trial in complete:
+        assert trial.user_attrs["macs"] <= 500_000 and trial.constraints["macs"] <= 0
+    assert all(mbnas.count(arch).macs <= 500_000 for arch in trained)
+
+
+def test_a_latency_budget_without_a_measurement_never_passes(tmp_path):
+    objective = make_objective(tmp_path, Budget(latency_ms=5.0), [])
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=2)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.PRUNED}
+
+
+def test_duplicate_candidates_reuse_the_earlier_score(tmp_path):
+    trained: list = []
+    objective = make_objective(tmp_path, Budget(), trained)
+    study = optuna.create_study(direction="maximize")
+    params = objective.space.choices(objective.space.smallest())
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=2)
+    assert study.trials[0].params == study.trials[1].params
+    assert len(trained) == 1 and study.trials[1].user_attrs["duplicate_of"] == 0
+    assert study.trials[1].value == study.trials[0].value
+
+
+def test_stop_counts_trained_candidates_only():
+    study = optuna.create_study(direction="maximize")
+    stop = StopAtTotal(evaluated=2, max_pruned=100)
+
+    def objective(trial):
+        if trial.number % 2:
+            raise optuna.TrialPruned()
+        return 1.0
+
+    study.optimize(objective, n_trials=50, callbacks=[stop])
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+    assert len(study.trials) == 3
+
+
+def test_stop_gives_up_when_the_budget_leaves_too_little():
+    study = optuna.create_study(direction="maximize")
+    stop = StopAtTotal(evaluated=5, max_pruned=4)
+
+    def objective(trial):
+        raise optuna.TrialPruned()
+
+    study.optimize(objective, n_trials=50, callbacks=[stop])
+    assert len(study.trials) == 4 and "raise it" in stop.reason
+
+
+@pytest.mark.parametrize("points, front", [
+    ([{"accuracy": .5, "macs": 1}, {"accuracy": .6, "macs": 2}, {"accuracy": .4, "macs": 3}],
+     [0, 1]),
+    ([{"accuracy": .5, "macs": 1}, {"accuracy": .5, "macs": 1}], [0, 1]),
+    ([{"accuracy": .9, "macs": 1}, {"accuracy": .6, "macs": 2}], [0]),
+])
+def test_pareto_front(points, front):
+    assert pareto_indices(points, "macs") == front
