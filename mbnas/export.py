@@ -75,8 +75,11 @@ def export_onnx(model: torch.nn.Module, arch: ArchSpec, path: str | Path) -> Pat
         raise MbnasError("ONNX export needs the onnx packages; install them with "
                          "`pip install -c constraints.txt -e \".[onnx]\"`") from None
     example = torch.randn(1, arch.in_channels, arch.resolution, arch.resolution)
-    torch.onnx.export(model.eval(), (example,), str(path), input_names=["image"],
-                      output_names=["logits"], dynamo=True, external_data=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+        torch.onnx.export(model.eval(), (example,), str(path), input_names=["image"],
+                          output_names=["logits"], dynamo=True, external_data=False,
+                          verbose=False)
     return Path(path)
 
 

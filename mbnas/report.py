@@ -21,14 +21,16 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                      "accuracy": attrs.get("accuracy"), "macs": attrs.get("macs"),
                      "params": attrs.get("params"), "latency_ms": attrs.get("latency_ms"),
                      "choices": dict(trial.params),
-                     "pruned_reason": attrs.get("pruned_reason")})
+                     "pruned_reason": attrs.get("pruned_reason"),
+                     "duplicate_of": attrs.get("duplicate_of")})
     return rows
 
 
 def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]:
     """Every trial, the top ``top`` by accuracy, the Pareto set and the exported best."""
     rows = trial_rows(study)
-    complete = [r for r in rows if r["state"] == "complete"]
+    # A re-sampled architecture repeats its first trial's score: list each network once.
+    complete = [r for r in rows if r["state"] == "complete" and r["duplicate_of"] is None]
     cost_key = OBJECTIVES.get(objective) or "macs"
     usable = [r for r in complete if r[cost_key] is not None]
     pareto = sorted((usable[i] for i in pareto_indices(usable, cost_key)),

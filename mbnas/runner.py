@@ -203,13 +203,15 @@ def export_best(study: optuna.Study, prepared: PreparedSearch,
     if not best:
         print("no trial finished within budget: nothing to export", flush=True)
         return []
-    cfg = prepared.cfg.export
-    model = evaluator.model_for(trial_arch(best[0])) if (evaluator and cfg.weights) else None
-    paths = export_trial(trial_arch(best[0]), prepared.run_dir / "best", trial_summary(best[0]),
-                         model, onnx=cfg.onnx, torchscript=cfg.torchscript)
+    cfg, run_name = prepared.cfg.export, prepared.run_dir.name
+    arch = trial_arch(best[0]).replace(name=f"{run_name}-trial{best[0].number}")
+    model = evaluator.model_for(arch) if (evaluator and cfg.weights) else None
+    paths = export_trial(arch, prepared.run_dir / "best", trial_summary(best[0]), model,
+                         onnx=cfg.onnx, torchscript=cfg.torchscript)
     if len(study.directions) > 1:
         for trial in best:
-            paths.append(export_arch(trial_arch(trial), prepared.run_dir / "pareto" /
+            member = trial_arch(trial).replace(name=f"{run_name}-trial{trial.number}")
+            paths.append(export_arch(member, prepared.run_dir / "pareto" /
                                      f"trial-{trial.number:04d}.yaml", trial_summary(trial)))
     print(f"best: trial #{best[0].number}, accuracy {best[0].user_attrs['accuracy']:.4f}, "
           f"{best[0].user_attrs['macs'] / 1e6:.1f}M MACs -> {paths[0]}", flush=True)

@@ -150,7 +150,7 @@ def test_bad_input_exits_2_without_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_preset_trains_a_reference_network_quickly(tmp_path):
-    done = run_cli("train", "preset=smoke", "name=smoke", cwd=tmp_path)
+    done = run_cli("train", "arch=mobilenet_v3_small", "preset=smoke", "name=smoke", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "runs" / "smoke" / "result.json").read_text())
     assert 0.0 <= result["accuracy"] <= 1.0
