@@ -53,14 +53,15 @@ class StudyLog:
         """Accuracy against ``cost_key`` for every completed trial, the Pareto front joined."""
         if not points:
             return
+        scale, label = {"macs": (1e6, "MACs (M)"), "params": (1e6, "parameters (M)"),
+                         "latency_ms": (1.0, "latency (ms)")}[cost_key]
         figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-        axes.scatter([p[cost_key] for p in points], [p["accuracy"] for p in points], s=14,
-                     alpha=0.6, label="trials")
+        axes.scatter([p[cost_key] / scale for p in points], [p["accuracy"] for p in points],
+                     s=14, alpha=0.6, label="trials")
         front = sorted((points[i] for i in pareto), key=lambda p: p[cost_key])
-        axes.plot([p[cost_key] for p in front], [p["accuracy"] for p in front], "o-",
+        axes.plot([p[cost_key] / scale for p in front], [p["accuracy"] for p in front], "o-",
                   color="tab:red", label="Pareto front")
-        axes.set_xlabel({"macs": "MACs", "latency_ms": "latency (ms)", "params": "parameters"}
-                        [cost_key])
+        axes.set_xlabel(label)
         axes.set_ylabel("validation accuracy")
         axes.grid(alpha=0.3)
         axes.legend()
