@@ -125,8 +125,9 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                               f"({state.get('settings')})", "use the same settings, or delete "
                               "the checkpoint to start afresh")
         supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if state["optimizer"] is not None:  # a finished warm-up keeps only the weights
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
         rng.setstate(_python_state(state["sampler"]))
         stream = BatchStream(train_loader, **state["data"])
         restore_rng_state(state["rng"])
@@ -147,9 +148,12 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
             if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                # Once finished, the optimiser state (as large as the weights) is never needed.
+                done = step == cfg.steps
                 save_checkpoint(checkpoint, {
                     "settings": settings, "step": step, "model": supernet.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "optimizer": None if done else optimizer.state_dict(),
+                    "scheduler": None if done else scheduler.state_dict(),
                     "sampler": rng.getstate(), "data": stream.position(),
                     "rng": capture_rng_state()})
     return SandwichResult(step, tuple(losses))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -46,7 +47,7 @@ def test_search_exports_a_best_arch_within_budget(single_run):
     assert mbnas.count(best).macs <= 500_000
     assert "timm-style arch_def" in (run / "best.yaml").read_text()
     model = mbnas.build(best)
-    model.load_state_dict(__import__("torch").load(run / "best.pt"))
+    model.load_state_dict(torch.load(run / "best.pt"))
 
 
 def test_report_json_lists_every_trial_and_no_complete_trial_exceeds_budget(single_run):
@@ -85,6 +86,7 @@ def test_same_command_resumes_and_counts_the_total(single_run, tmp_path):
     run, _ = single_run
     checkpoint = run / "supernet.pt"
     stamp = checkpoint.stat().st_mtime_ns
+    assert torch.load(checkpoint, weights_only=False)["optimizer"] is None  # finished: weights only
     done = mbnas_cli("search", BUDGET, "name=single", "n_trials=7", *SMOKE,
                      cwd=run.parent.parent)
     assert "2 of 7 trials to go" in done.stdout
@@ -155,3 +157,19 @@ def test_the_mission_command_on_the_smoke_preset(tmp_path):
     run = tmp_path / "runs" / "default-macs300M"
     assert "[trial 6/6]" in done.stdout
     assert mbnas.count(mbnas.load_arch(run / "best.yaml")).macs <= 300_000_000
+
+
+def test_latency_budget_with_a_lookup_table(tmp_path):
+    mbnas_cli("search", "+budget.latency_ms=50ms", "latency=table", "name=lat", "n_trials=3",
+              "evaluator=scratch", "export.weights=false", *SMOKE, cwd=tmp_path)
+    trials = report(tmp_path / "runs" / "lat")["trials"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(complete) == 3 and all(0 < t["latency_ms"] <= 50 for t in complete)
+    assert list((tmp_path / "cache" / "latency").glob("tiny-r32-*.json"))
+
+
+def test_impossible_latency_budget_names_the_fastest_member(tmp_path):
+    done = mbnas_cli("search", "+budget.latency_ms=0.0001", "name=fast", *SMOKE, cwd=tmp_path,
+                     check=False)
+    assert done.returncode == 2 and "budget.latency_ms" in done.stderr
+    assert "smallest member of space 'tiny' needs" in done.stderr and "Traceback" not in done.stderr
