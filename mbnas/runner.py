@@ -102,6 +102,11 @@ def latency_estimator(cfg: LatencyConfig, space: SearchSpace
                                 repeats=cfg.repeats).median_ms
 
 
+def search_budget(cfg: Any) -> Budget:
+    """The run's budgets, parsed from ``budget.*`` (empty: unconstrained)."""
+    return Budget.from_config(OmegaConf.to_container(cfg.budget) if cfg.budget else {})
+
+
 def search_space(cfg: Any) -> SearchSpace:
     """The run's space, its classifier sized for the data: budgets cover the deployed network."""
     return load_space(cfg.space).replace(num_classes=dataset_num_classes(cfg.data))
@@ -120,7 +125,7 @@ class PreparedSearch:
 
 def prepare(cfg: Any) -> PreparedSearch:
     """Check every input and budget before any training; bad input raises ConfigError."""
-    budget = Budget.from_config(OmegaConf.to_container(cfg.budget) if cfg.budget else {})
+    budget = search_budget(cfg)
     study_directions(cfg.objective)
     check_choice(cfg.sampler, "sampler", ("tpe", "random", "nsga2"))
     check_int(cfg.n_trials, "n_trials", minimum=1)
@@ -177,7 +182,7 @@ def optimize(study: optuna.Study, prepared: PreparedSearch, evaluator: Evaluator
     cost_key = OBJECTIVES[cfg.objective] or "macs"
     objective = Objective(prepared.space, prepared.budget, cfg.objective, evaluator,
                           prepared.estimate_latency, log_dir, study_log)
-    progress = Progress(cfg.n_trials, len(study.directions) > 1)
+    progress = Progress(cfg.n_trials)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         progress(study, trial)

@@ -7,7 +7,6 @@ learns the feasible region and nothing over budget is ever trained, reported or 
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable
@@ -204,8 +203,8 @@ def smallest_costs(space: SearchSpace, estimate_latency: Callable[[ArchSpec], fl
 class Progress:
     """One line per finished trial: count, result, best so far and elapsed time."""
 
-    def __init__(self, total: int, multi_objective: bool):
-        self.total, self.multi = total, multi_objective
+    def __init__(self, total: int):
+        self.total = total
         self.start = time.monotonic()
         self.pruned = 0
 
@@ -230,10 +229,6 @@ class Progress:
         best_text = f"best {best:.4f}" if best is not None else "no feasible trial yet"
         print(f"[trial {done}/{self.total}] #{trial.number}: {result} | {best_text} | "
               f"{elapsed / 60:.1f} min", flush=True)
-
-
-def save_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))
 
 
 # ---------------------------------------------------------------- a whole run
