@@ -145,7 +145,9 @@ def run_search(cfg: Any) -> optuna.Study:
     prepared = prepare(cfg)
     run_dir = prepared.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # mbnas prints its own progress; Optuna's warnings would repeat an interrupted trial's
+    # traceback, and real errors still propagate.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
