@@ -22,7 +22,9 @@ from mbnas.budget import Budget, WithinBudget
 from mbnas.data import DataConfig, make_loader
 from mbnas.locking import file_lock
 from mbnas.nn import build
+from mbnas.nn.supernet import Supernet
 from mbnas.space import SearchSpace
+from mbnas.supernet_training import SandwichConfig, subnet, train_supernet
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
     OptimConfig,
@@ -31,7 +33,6 @@ from mbnas.train import (
     make_criterion,
     make_optimizer,
     make_scheduler,
-    recalibrate_bn,
     train_step,
 )
 
@@ -129,16 +130,12 @@ class SupernetEvaluator(Evaluator):
     def __init__(self, cfg: EvaluatorConfig, data: DataConfig, device: torch.device, seed: int,
                  space: SearchSpace, budget: Budget | None = None):
         super().__init__(cfg, data, device, seed)
-        from mbnas.nn.supernet import Supernet
-
         self.space = space
         self.warmup_space = (WithinBudget(space, budget, seed=seed)
                              if cfg.budget_aware and budget else space)
         self.supernet = Supernet(space).to(device)
 
     def prepare(self, run_dir: Path) -> None:
-        from mbnas.supernet_training import SandwichConfig, train_supernet
-
         sandwich = SandwichConfig(steps=self.cfg.warmup_steps, num_random=self.cfg.num_random,
                                   distill=self.cfg.distill, seed=self.seed,
                                   optim=self.cfg.optim)
@@ -151,8 +148,7 @@ class SupernetEvaluator(Evaluator):
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         self._seed(arch)
-        model = self.supernet.extract(arch).to(self.device)
-        recalibrate_bn(model, self.bn_loader, self.cfg.bn_images)
+        model = subnet(self.supernet, arch, self.bn_loader, self.cfg.bn_images)
         finetune = dataclasses.replace(self.cfg.optim, lr=self.cfg.finetune_lr, warmup_steps=0)
         train_briefly(model, self._batches, self.cfg.finetune_steps, finetune, log)
         return model

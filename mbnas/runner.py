@@ -27,6 +27,7 @@ from mbnas.export import export_arch, export_trial
 from mbnas.locking import file_lock
 from mbnas.search import (
     OBJECTIVES,
+    SAMPLERS,
     Objective,
     Progress,
     StopAtTotal,
@@ -127,7 +128,7 @@ def prepare(cfg: Any) -> PreparedSearch:
     """Check every input and budget before any training; bad input raises ConfigError."""
     budget = search_budget(cfg)
     study_directions(cfg.objective)
-    check_choice(cfg.sampler, "sampler", ("tpe", "random", "nsga2"))
+    check_choice(cfg.sampler, "sampler", SAMPLERS)
     check_int(cfg.n_trials, "n_trials", minimum=1)
     space = search_space(cfg)
     estimate = latency_estimator(cfg.latency, space)
