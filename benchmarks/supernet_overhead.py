@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 import mbnas
-from mbnas.nn.supernet import Supernet
 from mbnas.space import load_space
-from mbnas.supernet_training import sandwich_members, sandwich_step
+from mbnas.supernet import Supernet
+from mbnas.supernet.training import sandwich_members, sandwich_step
 from mbnas.train import resolve_device
 
 

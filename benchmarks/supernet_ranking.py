@@ -22,9 +22,9 @@ import torch
 import mbnas
 from mbnas.data import DataConfig, make_loader
 from mbnas.evaluate import train_briefly
-from mbnas.nn.supernet import Supernet
 from mbnas.space import load_space
-from mbnas.supernet_training import SandwichConfig, subnet, train_supernet
+from mbnas.supernet import Supernet
+from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
 from mbnas.train import OptimConfig, evaluate, infinite
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mbnas.channels import make_divisible
 from mbnas.errors import ConfigError
-from mbnas.scaling import make_divisible
+from mbnas.validation import Reader, check_choice, check_float, check_int, read_yaml
+from mbnas.yaml_style import Row, dump_yaml, row
 
 BLOCK_TYPES = ("mbconv", "fused", "ds", "conv")
 ACTIVATIONS = ("relu", "relu6", "hswish", "silu")
@@ -205,86 +204,7 @@ def _se_channels(style: str, ratio: float, block_type: str, in_ch: int, mid_ch: 
 # ---------------------------------------------------------------- reading and validation
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning a missing file or a syntax error into a ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "no such file", "check the path")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(str(path), f"not valid YAML ({error})".replace("\n", " ")) from None
-
-
-class _Reader:
-    """Checks one mapping's keys and values, naming the source and key path in every error."""
-
-    def __init__(self, data: Any, where: str, allowed: Sequence[str], required: Sequence[str] = ()):
-        self.where = where
-        if not isinstance(data, Mapping):
-            raise ConfigError(where, f"expected a mapping of keys, got {data!r}")
-        unknown = [key for key in data if key not in allowed]
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}", "unknown key",
-                              f"allowed keys are {', '.join(allowed)}")
-        for key in required:
-            if key not in data:
-                raise ConfigError(f"{where}.{key}", "missing required key")
-        self.data = data
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def int(self, key: str, default: Any = None, minimum: int = 1, odd: bool = False) -> Any:
-        value = self.data.get(key, default)
-        return value if value is None else check_int(value, f"{self.where}.{key}", minimum, odd)
-
-    def float(self, key: str, default: Any = None, low: float = 0.0, high: float | None = None,
-              low_inclusive: bool = True) -> Any:
-        value = self.data.get(key, default)
-        if value is None:
-            return None
-        return check_float(value, f"{self.where}.{key}", low, high, low_inclusive)
-
-    def choice(self, key: str, choices: Sequence[str], default: Any = None) -> Any:
-        value = self.data.get(key, default)
-        return check_choice(value, f"{self.where}.{key}", choices)
-
-    def str(self, key: str, default: str) -> str:
-        value = self.data.get(key, default)
-        if not isinstance(value, str):
-            raise ConfigError(f"{self.where}.{key}", f"{value!r} is not a string")
-        return value
-
-
-def check_int(value: Any, where: str, minimum: int = 1, odd: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(where, f"{value!r} is not an integer", f"use an integer ≥ {minimum}")
-    if value < minimum or (odd and value % 2 == 0):
-        allowed = f"an odd integer ≥ {minimum}" if odd else f"an integer ≥ {minimum}"
-        raise ConfigError(where, f"{value!r} is not allowed", f"use {allowed}")
-    return value
-
-
-def check_float(value: Any, where: str, low: float = 0.0, high: float | None = None,
-                low_inclusive: bool = True) -> float:
-    allowed = f"a number {'≥' if low_inclusive else '>'} {low:g}" + (
-        f" and ≤ {high:g}" if high is not None else "")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(where, f"{value!r} is not a number", f"use {allowed}")
-    too_low = value < low if low_inclusive else value <= low
-    if too_low or (high is not None and value > high):
-        raise ConfigError(where, f"{value!r} is out of range", f"use {allowed}")
-    return float(value)
-
-
-def check_choice(value: Any, where: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ConfigError(where, f"{value!r} is not allowed", f"choose one of {', '.join(choices)}")
-    return value
-
-
-def _per_block(reader: _Reader, key: str, check, default: Any = None) -> Any:
+def _per_block(reader: Reader, key: str, check, default: Any = None) -> Any:
     """A stage field given once for the stage or as a list with one value per block."""
     value = reader.data.get(key, default)
     where = f"{reader.where}.{key}"
@@ -299,7 +219,7 @@ _STAGE_KEYS = ("block", "kernel", "expand", "mid", "out", "depth", "stride", "se
 
 
 def _stage_from_dict(data: Any, where: str) -> StageSpec:
-    reader = _Reader(data, where, _STAGE_KEYS, required=("out",))
+    reader = Reader(data, where, _STAGE_KEYS, required=("out",))
     values = {
         "block": _per_block(reader, "block", lambda v, w: check_choice(v, w, BLOCK_TYPES),
                             "mbconv"),
@@ -334,19 +254,19 @@ class NetworkReaders:
     """The parts every network file shares (ArchSpec and SearchSpace): checked top level,
     stem and head readers, the BatchNorm settings and the list of stage rows."""
 
-    top: _Reader
-    stem: _Reader
-    head: _Reader
+    top: Reader
+    stem: Reader
+    head: Reader
     bn: BatchNormSpec
     stages: list
 
 
 def network_readers(data: Any, source: str, keys: Sequence[str]) -> NetworkReaders:
     """Check a network file's top-level keys and open readers on its parts."""
-    top = _Reader(data, source, keys, required=("resolution", "stem", "stages", "head"))
-    stem = _Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
-    head = _Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
-    bn = _Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
+    top = Reader(data, source, keys, required=("resolution", "stem", "stages", "head"))
+    stem = Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
+    head = Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
+    bn = Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
     stages = data["stages"]
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{source}: stages", "expected a non-empty list of stage rows")
@@ -376,37 +296,6 @@ def _arch_from_dict(data: Any, source: str) -> ArchSpec:
     )
 
 
-# ---------------------------------------------------------------- writing
-
-
-class _Row(dict):
-    """A mapping written on one line, so stage rows read like a paper's table."""
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(_Row, lambda d, data: d.represent_mapping(
-    "tag:yaml.org,2002:map", data.items(), flow_style=True))
-_Dumper.add_representer(list, lambda d, data: d.represent_sequence(
-    "tag:yaml.org,2002:seq", data, flow_style=all(not isinstance(x, dict) for x in data)))
-
-
-def _plain(value: Any) -> Any:
-    """Tuples become lists and integral floats ints, so the YAML says ``expand: 6``."""
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer() and value != 0.0:
-        return int(value)
-    return value
-
-
-def _row(obj: Any, order: Sequence[str]) -> _Row:
-    return _Row((key, _plain(getattr(obj, key))) for key in order
-                if getattr(obj, key) is not None)
-
-
 def _arch_to_dict(arch: ArchSpec) -> dict[str, Any]:
     return {
         "name": arch.name,
@@ -414,40 +303,10 @@ def _arch_to_dict(arch: ArchSpec) -> dict[str, Any]:
         "num_classes": arch.num_classes,
         "in_channels": arch.in_channels,
         "se_style": arch.se_style,
-        "bn": _Row(eps=arch.bn.eps, momentum=arch.bn.momentum),
-        "stem": _row(arch.stem, ("out", "kernel", "stride", "act")),
-        "stages": [_row(stage, _STAGE_KEYS) for stage in arch.stages],
-        "head": _row(arch.head, ("channels", "act", "hidden")),
+        "bn": Row(eps=arch.bn.eps, momentum=arch.bn.momentum),
+        "stem": row(arch.stem, ("out", "kernel", "stride", "act")),
+        "stages": [row(stage, _STAGE_KEYS) for stage in arch.stages],
+        "head": row(arch.head, ("channels", "act", "hidden")),
         "dropout": arch.dropout,
         "drop_path": arch.drop_path,
     }
-
-
-def dump_yaml(data: Any) -> str:
-    """Write YAML in mbnas's house style: top level in blocks, rows on one line, order kept."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
-
-
-# ---------------------------------------------------------------- built-in architectures
-
-
-def available_archs() -> list[str]:
-    """Names of the built-in reference architectures."""
-    folder = resources.files("mbnas.architectures")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_arch(name_or_path: str | Path | ArchSpec) -> ArchSpec:
-    """A built-in architecture by name, or an ArchSpec YAML file by path."""
-    if isinstance(name_or_path, ArchSpec):
-        return name_or_path
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return ArchSpec.from_yaml(path)
-    if text in available_archs():
-        resource = resources.files("mbnas.architectures") / f"{text}.yaml"
-        with resources.as_file(resource) as builtin:
-            return ArchSpec.from_yaml(builtin)
-    raise ConfigError("arch", f"unknown architecture {text!r}",
-                      f"use a YAML file path or one of {', '.join(available_archs())}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mbnas.cost import count
 from mbnas.errors import ConfigError
 from mbnas.units import format_count, parse_count, parse_milliseconds
 
@@ -113,8 +115,6 @@ class WithinBudget:
         self._largest = None
 
     def fits(self, arch: Any) -> bool:
-        from mbnas.cost import count
-
         cost = count(arch)
         return not self.budget.violations({"macs": cost.macs, "params": cost.params})
 
@@ -131,12 +131,8 @@ class WithinBudget:
 
     def largest(self) -> Any:
         if self._largest is None:
-            from mbnas.cost import count
-
             largest = self.space.largest()
             if not self.fits(largest):
-                import random
-
                 rng = random.Random(self.seed)
                 members = [self.sample_random(rng) for _ in range(self.probes)]
                 largest = max(members, key=lambda arch: count(arch).macs)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mbnas.arch import check_choice, check_float, check_int
 from mbnas.errors import ConfigError
+from mbnas.validation import check_choice, check_float, check_int
 
 DATASETS = ("synthetic", "cifar10", "imagefolder")
 SPLITS = ("train", "val", "test")
@@ -80,8 +81,6 @@ class FileSource:
         return len(self.labels)
 
     def get(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         path = self.paths[index]
         try:
             with Image.open(path) as image:

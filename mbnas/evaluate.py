@@ -17,14 +17,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mbnas.arch import ArchSpec, check_choice, check_int
+from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, WithinBudget
 from mbnas.data import DataConfig, make_loader
 from mbnas.locking import file_lock
 from mbnas.nn import build
-from mbnas.nn.supernet import Supernet
 from mbnas.space import SearchSpace
-from mbnas.supernet_training import SandwichConfig, subnet, train_supernet
+from mbnas.supernet import Supernet
+from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
     OptimConfig,
@@ -35,6 +35,7 @@ from mbnas.train import (
     make_scheduler,
     train_step,
 )
+from mbnas.validation import check_choice, check_int
 
 EVALUATORS = ("supernet", "scratch")
 

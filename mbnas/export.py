@@ -9,6 +9,7 @@ import torch
 
 from mbnas.arch import ArchSpec, BlockConfig, StageSpec
 from mbnas.errors import MbnasError
+from mbnas.nn import build
 
 _TIMM_BLOCK = {"mbconv": "ir", "fused": "er", "ds": "ds", "conv": "cn"}
 _TIMM_ACT = {"relu": "re", "relu6": "r6", "hswish": "hs", "silu": "sw"}
@@ -88,8 +89,6 @@ def export_trial(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Modu
     """``stem``.yaml always; with a model, its weights (.pt) and, on request, .onnx / .ts."""
     paths = [export_arch(arch, stem.with_suffix(".yaml"), summary)]
     if model is None and (onnx or torchscript):
-        from mbnas.nn import build
-
         model = build(arch)  # no inherited weights: the deployable graph still is the point
     elif model is not None:
         torch.save(model.state_dict(), stem.with_suffix(".pt"))

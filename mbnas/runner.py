@@ -16,7 +16,7 @@ import optuna
 import torch
 from omegaconf import OmegaConf
 
-from mbnas.arch import ArchSpec, check_choice, check_int
+from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, check_reachable
 from mbnas.cost.latency import measure
 from mbnas.cost.latency_table import LatencyTable
@@ -46,6 +46,7 @@ from mbnas.search import (
 from mbnas.space import SearchSpace, load_space
 from mbnas.tensorboard import StudyLog
 from mbnas.train import resolve_device, seed_everything
+from mbnas.validation import check_choice, check_int
 
 LATENCY_MODES = ("measured", "table", "none")
 

@@ -1,23 +1,12 @@
-"""Channel rounding and the MobileNet/EfficientNet width, depth and resolution scaling rules."""
+"""The MobileNet/EfficientNet width, depth and resolution scaling rules."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mbnas.arch import ArchSpec
-
-CHANNEL_DIVISOR = 8
-
-
-def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
-    """Round a channel count to a multiple of `divisor`, never dropping more than 10%."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
+from mbnas.arch import ArchSpec
+from mbnas.channels import make_divisible
 
 
 def scale_width(channels: int, multiplier: float) -> int:

@@ -16,12 +16,14 @@ from typing import Any
 
 import optuna
 
-from mbnas.arch import ArchSpec, check_choice, load_arch
+from mbnas.arch import ArchSpec
+from mbnas.architectures import load_arch
 from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.errors import ConfigError
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import StudyLog, TrialLog, pareto_indices
+from mbnas.validation import check_choice
 
 OBJECTIVES = {  # name: (second objective's metric or None)
     "accuracy": None,

@@ -50,15 +50,12 @@ from mbnas.arch import (
     HeadSpec,
     StageSpec,
     StemSpec,
-    _Reader,
-    check_choice,
-    check_float,
-    check_int,
     network_readers,
-    read_yaml,
 )
+from mbnas.cost import count
 from mbnas.errors import ConfigError
 from mbnas.resources import search_spaces_dir
+from mbnas.validation import Reader, check_choice, check_float, check_int, read_yaml
 
 DEFAULT_SPACE = "default"
 PER = ("block", "stage")
@@ -131,8 +128,6 @@ class SearchSpace:
         return self._extreme(max)
 
     def _extreme(self, pick: Callable) -> ArchSpec:
-        from mbnas.cost import count
-
         types: dict[str, str] = {}
 
         def decide(name: str, options: tuple) -> Any:
@@ -289,7 +284,7 @@ def probe_block(block: str, in_ch: int, out_ch: int, expand: float, se: float,
 # ---------------------------------------------------------------- reading and validation
 
 
-def _options(reader: _Reader, key: str, check: Callable[[Any, str], Any],
+def _options(reader: Reader, key: str, check: Callable[[Any, str], Any],
              default: Any = None) -> tuple:
     """A value given once or as a list of distinct choices, each checked."""
     value = reader.data.get(key, default)
@@ -315,7 +310,7 @@ _STAGE_KEYS = ("block", "kernel", "expand", "se", "act", "depth", "out", "stride
 
 
 def _stage_from_dict(data: Any, where: str) -> StageChoices:
-    reader = _Reader(data, where, _STAGE_KEYS, required=("expand", "depth", "out"))
+    reader = Reader(data, where, _STAGE_KEYS, required=("expand", "depth", "out"))
     return StageChoices(
         block=_options(reader, "block", lambda v, w: check_choice(v, w, EXPANDING_BLOCKS),
                        "mbconv"),

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mbnas.arch import check_choice, check_float, check_int
+from mbnas.data import set_epoch
 from mbnas.errors import ConfigError, MbnasError
+from mbnas.validation import check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -272,8 +273,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def infinite(loader: Iterable, start_epoch: int = 0) -> Iterator[Any]:
     """Batches of ``loader`` forever, advancing its epoch (order and augmentation) each pass."""
-    from mbnas.data import set_epoch
-
     epoch = start_epoch
     while True:
         set_epoch(loader, epoch)  # no-op for loaders that are not mbnas's

@@ -5,8 +5,9 @@ import yaml
 from conftest import random_arch
 
 import mbnas
-from mbnas.arch import ArchSpec, read_yaml
+from mbnas.arch import ArchSpec
 from mbnas.errors import ConfigError
+from mbnas.validation import read_yaml
 
 BUILTINS = mbnas.available_archs()
 

@@ -6,9 +6,9 @@ import torch
 
 import mbnas
 from mbnas.errors import ConfigError
-from mbnas.nn.elastic import ElasticWeights
-from mbnas.nn.supernet import Supernet
 from mbnas.space import load_space
+from mbnas.supernet import Supernet
+from mbnas.supernet.elastic import ElasticWeights
 
 SHIPPED = ["cifar", "default", "efficientnet_v2", "mobilenet_v3"]
 RESOLUTION = {"cifar": 32, "default": 48, "efficientnet_v2": 48, "mobilenet_v3": 40}

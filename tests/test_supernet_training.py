@@ -6,9 +6,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mbnas.data import DataConfig, make_loader
 from mbnas.errors import ConfigError
-from mbnas.nn.supernet import Supernet
 from mbnas.space import space_from_dict
-from mbnas.supernet_training import SandwichConfig, subnet, train_supernet
+from mbnas.supernet import Supernet
+from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
 from mbnas.train import OptimConfig
 
 SPACE = space_from_dict({

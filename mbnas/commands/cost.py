@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from mbnas.arch import check_choice, load_arch
+from mbnas.architectures import load_arch
 from mbnas.cost import count
 from mbnas.cost.latency import measure
 from mbnas.scaling import scale_arch
 from mbnas.units import format_count
+from mbnas.validation import check_choice
 
 
 @dataclass

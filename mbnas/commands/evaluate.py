@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from mbnas.arch import check_choice, load_arch
+from mbnas.architectures import load_arch
 from mbnas.commands.train import find_network, load_weights
 from mbnas.data import DataConfig, dataset_num_classes, make_loader
 from mbnas.errors import ConfigError
 from mbnas.nn import build
 from mbnas.train import evaluate, resolve_device
+from mbnas.validation import check_choice
 
 
 @dataclass

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from mbnas.arch import check_choice, check_int
 from mbnas.cost.latency import measure
 from mbnas.cost.latency_table import LatencyTable
 from mbnas.space import load_space
+from mbnas.validation import check_choice, check_int
 
 
 @dataclass

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from mbnas.arch import check_choice
 from mbnas.report import format_report, report
 from mbnas.runner import load_run
+from mbnas.validation import check_choice
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch
 import yaml
 from torch import nn
 
-from mbnas.arch import ArchSpec, check_float, check_int, load_arch
+from mbnas.arch import ArchSpec
+from mbnas.architectures import load_arch
 from mbnas.config import to_container
 from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
@@ -39,6 +40,7 @@ from mbnas.train import (
     seed_everything,
     train_step,
 )
+from mbnas.validation import check_float, check_int
 
 CHECKPOINT_FORMAT = "mbnas-train/1"
 # Settings that may change between an interrupted run and its resumption.

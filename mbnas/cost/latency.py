@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils import benchmark
 
-from mbnas.arch import ArchSpec, load_arch
+from mbnas.arch import ArchSpec
+from mbnas.architectures import load_arch
+from mbnas.nn import build
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,6 @@ def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, thre
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,
             device: str = "cpu") -> Latency:
     """Latency of the network ``arch`` describes at its deployment resolution, batch 1."""
-    from mbnas.nn import build
-
     arch = load_arch(arch)
     shape = (1, arch.in_channels, arch.resolution, arch.resolution)
     return measure_module(build(arch), shape, threads=threads, warmup=warmup, repeats=repeats,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-import mbnas
 from mbnas.arch import ArchSpec, BlockConfig
 from mbnas.cost.latency import measure_module
 from mbnas.cost.macs import conv_output_size
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head
+from mbnas.version import __version__
 
 
 def processor_name() -> str:
@@ -41,7 +41,7 @@ def device_key(threads: int, device: str = "cpu") -> dict[str, str]:
     """Everything a measured latency depends on besides the block itself."""
     name = torch.cuda.get_device_name() if device.startswith("cuda") else processor_name()
     return {"device": name, "threads": str(threads), "torch": torch.__version__,
-            "mbnas": mbnas.__version__}
+            "mbnas": __version__}
 
 
 def cache_dir() -> Path:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mbnas.arch import ArchSpec, load_arch
+from mbnas.arch import ArchSpec
+from mbnas.architectures import load_arch
 from mbnas.nn.blocks import BLOCKS, ConvShape
 
 

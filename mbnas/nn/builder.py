@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mbnas.arch import ArchSpec, HeadSpec
+from mbnas.architectures import load_arch
 from mbnas.nn.activations import make_activation
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 
@@ -78,6 +79,4 @@ def init_weights(model: nn.Module) -> None:
 
 def build(arch: ArchSpec | str) -> MobileNet:
     """The network an ArchSpec (or built-in name, or YAML path) describes, freshly initialised."""
-    from mbnas.arch import load_arch
-
     return MobileNet(load_arch(arch))

@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mbnas.arch import ArchSpec, check_int
+from mbnas.arch import ArchSpec
+from mbnas.data import EpochSampler, set_epoch
 from mbnas.errors import ConfigError
-from mbnas.nn.supernet import Supernet
 from mbnas.space import SearchSpace
+from mbnas.supernet.network import Supernet
 from mbnas.train import (
     OptimConfig,
     capture_rng_state,
@@ -42,6 +43,7 @@ from mbnas.train import (
     restore_rng_state,
     save_checkpoint,
 )
+from mbnas.validation import check_int
 
 
 @dataclass
@@ -214,8 +216,6 @@ class BatchStream:
         return batch
 
     def _open(self) -> None:
-        from mbnas.data import EpochSampler, set_epoch
-
         native = isinstance(getattr(self.loader, "sampler", None), EpochSampler)
         generator = getattr(self.loader, "generator", None)
         resuming = self.epoch_rng is not None

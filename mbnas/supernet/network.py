@@ -5,7 +5,7 @@ Each block position of each stage holds one maximum-size static block per allowe
 (an ArchSpec of the space) runs as its own static network, ``mbnas.build(arch)``'s modules on the
 ``meta`` device, with every parameter and buffer borrowed from the shared weights: elastic depth
 keeps the first ``d`` blocks of a stage, elastic width and expansion the leading channels,
-elastic kernel the transformed centre of the largest kernel (see :mod:`mbnas.nn.elastic`). SE
+elastic kernel the transformed centre of the largest kernel (see :mod:`mbnas.supernet.elastic`). SE
 on/off and the activation are properties of the static block, so they are elastic for free.
 """
 
@@ -21,8 +21,8 @@ from torch.func import functional_call
 from mbnas.arch import ArchSpec, HeadSpec
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head, MobileNet, init_weights
-from mbnas.nn.elastic import ElasticWeights, mid_channel_dims, widest_block
 from mbnas.space import SearchSpace, StageChoices, load_space, probe_block
+from mbnas.supernet.elastic import ElasticWeights, mid_channel_dims, widest_block
 
 _TEMPLATE_CACHE = 512
 
