@@ -20,11 +20,14 @@ from mbnas.errors import ConfigError
 from mbnas.validation import Reader, check_choice, check_float, check_int, read_yaml
 from mbnas.yaml_style import Row, dump_yaml, row
 
-BLOCK_TYPES = ("mbconv", "fused", "ds", "conv")
+BLOCK_TYPES = ("mbconv", "fused", "ds", "conv", "skip")
 ACTIVATIONS = ("relu", "relu6", "hswish", "silu")
 SE_STYLES = ("mobilenetv3", "efficientnet")
 PER_BLOCK_FIELDS = ("block", "kernel", "expand", "mid", "se", "act")
 EXPANDING_BLOCKS = ("mbconv", "fused")
+# Blocks whose output is never added to their input: a plain conv, and a skip layer, which is
+# itself the identity (or, where the shape changes, a linear 1x1 projection).
+NON_RESIDUAL_BLOCKS = ("conv", "skip")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class BlockConfig:
 
     @property
     def residual(self) -> bool:
-        return self.type != "conv" and self.stride == 1 and self.in_ch == self.out_ch
+        return (self.type not in NON_RESIDUAL_BLOCKS and self.stride == 1
+                and self.in_ch == self.out_ch)
 
     @property
     def expands(self) -> bool:
@@ -164,6 +168,12 @@ class ArchSpec:
 def _resolve_block(arch: ArchSpec, stage: StageSpec, index: int, in_ch: int) -> BlockConfig:
     block_type = stage.value("block", index)
     out_ch = stage.out
+    stride = stage.stride if index == 0 else 1
+    if block_type == "skip":
+        # Kernel, expansion, SE and activation mean nothing to a skip layer: fix them, so that two
+        # skips compare equal whatever the stage row says for the other blocks.
+        return BlockConfig(type="skip", in_ch=in_ch, out_ch=out_ch, mid_ch=in_ch, kernel=1,
+                           stride=stride, se_ch=0, se_style=arch.se_style, act="relu")
     mid = stage.value("mid", index)
     expand = stage.value("expand", index)
     if block_type not in EXPANDING_BLOCKS:
@@ -180,7 +190,7 @@ def _resolve_block(arch: ArchSpec, stage: StageSpec, index: int, in_ch: int) -> 
         out_ch=out_ch,
         mid_ch=mid_ch,
         kernel=stage.value("kernel", index),
-        stride=stage.stride if index == 0 else 1,
+        stride=stride,
         se_ch=_se_channels(arch.se_style, stage.value("se", index), block_type, in_ch, mid_ch,
                            out_ch),
         se_style=arch.se_style,

@@ -60,7 +60,7 @@ def test_unknown_space_lists_shipped_ones():
     (lambda d: d["stages"][1].update(depth=[]), r"depth: empty list"),
     (lambda d: d["stages"][1].update(out=[16, 16]), r"out: repeated choices"),
     (lambda d: d["stages"][1].pop("expand"), r"stages\[1\]\.expand: missing required key"),
-    (lambda d: d.update(per="layer"), r"per: 'layer' is not allowed; choose one of block, stage"),
+    (lambda d: d.update(per="cell"), r"per: 'cell' is not allowed; choose one of block, stage, layer"),
     (lambda d: d["head"].update(channels=0), r"head\.channels: 0 is not allowed"),
 ])
 def test_validation_names_file_key_value_and_choices(tmp_path, change, match):

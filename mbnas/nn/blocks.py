@@ -191,9 +191,35 @@ class PlainConv(Block):
                 *_se_shapes(cfg, cfg.out_ch)]
 
 
+class Skip(Block):
+    """A layer that does nothing: the identity, or a linear 1x1 conv + BN where shape changes.
+
+    The projection (NAS-Bench-Macro's and ProxylessNAS's rule) lets ``skip`` be a candidate op
+    at any position, including the first layer of a stage that strides or widens.
+    """
+
+    def __init__(self, cfg: BlockConfig, bn: BatchNormSpec | None = None, drop_path: float = 0.0):
+        super().__init__(cfg, drop_path)
+        self.project = (ConvBNAct(cfg.in_ch, cfg.out_ch, 1, cfg.stride, act=None, bn=bn)
+                        if self.projects(cfg) else nn.Identity())
+
+    @staticmethod
+    def projects(cfg: BlockConfig) -> bool:
+        """Whether the layer changes shape, and so needs a projection instead of the identity."""
+        return cfg.stride != 1 or cfg.in_ch != cfg.out_ch
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(x)
+
+    @staticmethod
+    def conv_shapes(cfg: BlockConfig) -> list[ConvShape]:
+        return [ConvShape(cfg.in_ch, cfg.out_ch, 1, cfg.stride)] if Skip.projects(cfg) else []
+
+
 BLOCKS: dict[str, type[Block]] = {
     "mbconv": MBConv,
     "fused": FusedMBConv,
     "ds": DepthwiseSeparable,
     "conv": PlainConv,
+    "skip": Skip,
 }

@@ -27,6 +27,7 @@ from torch import nn
 
 from mbnas.arch import BlockConfig
 from mbnas.errors import ConfigError
+from mbnas.nn.blocks import Skip
 
 
 def _named_tensors(module: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
@@ -120,10 +121,16 @@ def widest_block(block: str, configs: Sequence[BlockConfig], kernel: int,
     else:
         mid_ch = in_ch
     first = configs[0]
-    return BlockConfig(type=block, in_ch=in_ch, out_ch=out_ch, mid_ch=mid_ch,
-                       kernel=kernel, stride=stride,
-                       se_ch=max(cfg.se_ch for cfg in configs), se_style=first.se_style,
-                       act=first.act)
+    widest = BlockConfig(type=block, in_ch=in_ch, out_ch=out_ch, mid_ch=mid_ch,
+                         kernel=kernel, stride=stride,
+                         se_ch=max(cfg.se_ch for cfg in configs), se_style=first.se_style,
+                         act=first.act)
+    if block == "skip" and any(Skip.projects(cfg) for cfg in configs) and \
+            not Skip.projects(widest):
+        raise ConfigError("skip op", f"needs a projection for some widths but not at its widest "
+                          f"({in_ch} -> {out_ch} channels)",
+                          "give the stage's input and output different widest widths")
+    return widest
 
 
 # Channels of the expanded (mid) width, per block type: convs producing them (with their BN),

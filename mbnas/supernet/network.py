@@ -1,12 +1,16 @@
 """The weight-sharing supernet of a search space: every member is a slice of one set of weights.
 
 Each block position of each stage holds one maximum-size static block per allowed block type
-(MBConv and Fused-MBConv keep separate weights), wrapped in :class:`ElasticWeights`. A member
-(an ArchSpec of the space) runs as its own static network, ``mbnas.build(arch)``'s modules on the
-``meta`` device, with every parameter and buffer borrowed from the shared weights: elastic depth
-keeps the first ``d`` blocks of a stage, elastic width and expansion the leading channels,
-elastic kernel the transformed centre of the largest kernel (see :mod:`mbnas.supernet.elastic`). SE
-on/off and the activation are properties of the static block, so they are elastic for free.
+(MBConv and Fused-MBConv keep separate weights), wrapped in :class:`ElasticWeights`. In a stage
+of candidate ops, ``sharing`` decides: ``nested`` (once-for-all) keeps one such block per block
+type, so ops of one type share the leading channels and kernel centre; ``separate`` (SPOS)
+gives every op weights of its own; a ``skip`` op owns only its projection, where it has one.
+A member (an ArchSpec of the space) runs as its own static network, ``mbnas.build(arch)``'s
+modules on the ``meta`` device, with every parameter and buffer borrowed from the shared weights:
+elastic depth keeps the first ``d`` blocks of a stage, elastic width and expansion the leading
+channels, elastic kernel the transformed centre of the largest kernel (see
+:mod:`mbnas.supernet.elastic`). SE on/off and the activation are properties of the static block,
+so they are elastic for free.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head, MobileNet, init_weights
 from mbnas.space import SearchSpace, StageChoices, load_space, probe_block
 from mbnas.supernet.elastic import ElasticWeights, mid_channel_dims, widest_block
+from mbnas.validation import check_choice
 
 _TEMPLATE_CACHE = 512
+SHARING = ("nested", "separate")
 
 
 class Supernet(nn.Module):
     """All members of a search space in one module; ``set_active(arch)`` picks the one to run."""
 
-    def __init__(self, space: SearchSpace | str | None = None):
+    def __init__(self, space: SearchSpace | str | None = None, sharing: str = "nested"):
         super().__init__()
         space = load_space(space)
         self.space = space
+        self.sharing = check_choice(sharing, "supernet sharing", SHARING)
         bn = space.bn
         self.stem = ElasticWeights(ConvBNAct(space.in_channels, max(space.stem_out),
                                              space.stem_kernel, space.stem_stride,
@@ -41,7 +48,8 @@ class Supernet(nn.Module):
         stages, inputs = [], space.stem_out
         for stage in space.stages:
             stages.append(nn.ModuleList(
-                block_alternatives(space, stage, index, inputs if index == 0 else stage.out)
+                block_alternatives(space, stage, index, inputs if index == 0 else stage.out,
+                                   sharing)
                 for index in range(max(stage.depth))))
             inputs = stage.out
         self.stages = nn.ModuleList(stages)
@@ -68,11 +76,11 @@ class Supernet(nn.Module):
     def sliced_state(self, arch: ArchSpec) -> dict[str, torch.Tensor]:
         """The state dict of ``mbnas.build(arch)``, cut from the shared weights (not copied)."""
         template = self._template(arch)
+        keys = self._alternative_keys(arch)
         state = self.stem.sliced(template.stem, "stem.")
-        resolved = arch.stage_blocks()
-        for i, (blocks, configs) in enumerate(zip(template.stages, resolved, strict=True)):
-            for j, (block, cfg) in enumerate(zip(blocks, configs, strict=True)):
-                state.update(self.stages[i][j][cfg.type].sliced(block, f"stages.{i}.{j}."))
+        for i, blocks in enumerate(template.stages):
+            for j, block in enumerate(blocks):
+                state.update(self.stages[i][j][keys[i][j]].sliced(block, f"stages.{i}.{j}."))
         state.update(self.head.sliced(template.head, "head."))
         return state
 
@@ -97,13 +105,25 @@ class Supernet(nn.Module):
         """
         for stage in self.stages:
             for alternatives in stage:
-                for block, weights in alternatives.items():
+                for weights in alternatives.values():
                     if not weights.config.expands:
                         continue
                     project = weights.module.project.conv.weight
                     importance = project.detach().abs().sum(dim=(0, 2, 3))
                     order = torch.argsort(importance, descending=True, stable=True)
-                    weights.permute(order, mid_channel_dims(block, weights.config))
+                    weights.permute(order, mid_channel_dims(weights.config.type, weights.config))
+
+    def _alternative_keys(self, arch: ArchSpec) -> list[list[str]]:
+        """Per block of ``arch``, which of its position's weights it borrows."""
+        keys = [[cfg.type for cfg in blocks] for blocks in arch.stage_blocks()]
+        if self.sharing == "separate":
+            choices = self.space.choices(arch.replace(resolution=self.space.resolution))
+            for i, blocks in enumerate(keys):
+                for j in range(len(blocks)):
+                    op = choices.get(f"stage{i + 1}.block{j + 1}.op",
+                                     choices.get(f"stage{i + 1}.op"))
+                    blocks[j] = op or blocks[j]
+        return keys
 
     def _template(self, arch: ArchSpec) -> MobileNet:
         """The static network of ``arch`` on the meta device: structure only, no data."""
@@ -127,14 +147,26 @@ class Supernet(nn.Module):
 
 
 def block_alternatives(space: SearchSpace, stage: StageChoices, index: int,
-                       inputs: tuple[int, ...]) -> nn.ModuleDict:
-    """The shared weights of block ``index`` of ``stage``: one widest block per block type."""
+                       inputs: tuple[int, ...], sharing: str = "nested") -> nn.ModuleDict:
+    """The shared weights of block ``index`` of ``stage``, keyed by block type (or op name)."""
     alternatives = {}
-    for block in stage.block:
+    for key, (block, settings) in _weight_groups(stage, sharing).items():
         configs = [probe_block(block, in_ch, out_ch, expand, se, space.se_style)
-                   for in_ch, out_ch, expand, se in itertools.product(
-                       inputs, stage.out, stage.expand, stage.se)]
-        cfg = widest_block(block, configs, max(stage.kernel), stage.stride if index == 0 else 1)
-        alternatives[block] = ElasticWeights(BLOCKS[block](cfg, bn=space.bn), stage.kernel,
-                                             config=cfg)
+                   for in_ch, out_ch in itertools.product(inputs, stage.out)
+                   for _, expand, se in settings]
+        kernels = sorted({kernel for kernel, _, _ in settings})
+        cfg = widest_block(block, configs, max(kernels), stage.stride if index == 0 else 1)
+        alternatives[key] = ElasticWeights(BLOCKS[block](cfg, bn=space.bn), kernels, config=cfg)
     return nn.ModuleDict(alternatives)
+
+
+def _weight_groups(stage: StageChoices, sharing: str) -> dict[str, tuple[str, list]]:
+    """Which blocks share one set of weights: key -> (block type, [(kernel, expand, se), ...])."""
+    if not stage.ops:
+        settings = list(itertools.product(stage.kernel, stage.expand, stage.se))
+        return {block: (block, settings) for block in stage.block}
+    groups: dict[str, tuple[str, list]] = {}
+    for op in stage.ops:
+        key = op.name if sharing == "separate" else op.block
+        groups.setdefault(key, (op.block, []))[1].append((op.kernel, op.expand, op.se))
+    return groups

@@ -1,32 +1,17 @@
-"""SearchSpace: the set of architectures a search may pick from, read from a YAML file.
+"""SearchSpace: the set of architectures a search may pick from (the YAML format is in
+:mod:`mbnas.space.reader`).
 
-A space file reads like an ArchSpec whose values may be lists of choices::
-
-    name: default
-    resolution: 224              # deployment resolution: MACs and latency are counted here
-    num_classes: 1000
-    in_channels: 3
-    se_style: efficientnet       # as in an ArchSpec
-    bn: {eps: 1.0e-05, momentum: 0.1}
-    per: block                   # block: kernel/expand/se/act chosen for every block;
-                                 # stage: chosen once and shared by the stage's blocks
-    stem: {out: [16, 24], kernel: 3, stride: 2, act: hswish}
-    stages:                      # stride is fixed; any other key: one value or a list of choices
-    - {block: [mbconv, fused], kernel: [3, 5, 7], expand: [1, 3, 4, 6], se: [0, 0.25],
-       act: [relu, hswish], depth: [1, 2, 3], out: [24, 32], stride: 2}
-    head: {channels: [960, 1280], act: hswish, hidden: 1280}   # hidden may be a list too
-    dropout: 0.2
-    drop_path: 0.0
-
-``depth`` lists every allowed number of blocks (elastic depth keeps the first ``d`` blocks),
-``out`` the allowed output widths of the stage. The block type is chosen once per stage; the
-other block choices per block or per stage as ``per`` says. Every member has the space's
-resolution, classes, stem kernel/stride/activation, head activation, BN and SE style.
+Every member has the space's resolution, classes, stem kernel/stride/activation, head
+activation, BN and SE style. A stage offers either *cartesian* choices (block type once per
+stage; kernel, expansion, SE and activation per block or per stage as ``per`` says) or a list of
+named candidate *ops* (per layer or per stage), as FBNet, ProxylessNAS, SPOS and NAS-Bench-Macro
+do; both kinds may appear in one space.
 
 Optuna parameter names are hierarchical and 1-based: ``stem.out``, ``stage3.block``,
 ``stage3.depth``, ``stage3.out``, ``stage3.block2.kernel`` (per block) or ``stage3.kernel``
-(per stage), ``head.channels``, ``head.hidden``. A value with a single choice is fixed and never
-suggested; blocks beyond the sampled depth are never suggested.
+(per stage), ``stage2.block1.op`` (an op-list stage, per layer) or ``stage2.op`` (per stage),
+``head.channels``, ``head.hidden``. A value with a single choice is fixed and never suggested;
+blocks beyond the sampled depth are never suggested.
 """
 
 from __future__ import annotations
@@ -37,27 +22,19 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mbnas.arch import (
-    ACTIVATIONS,
-    EXPANDING_BLOCKS,
-    SE_STYLES,
     ArchSpec,
     BatchNormSpec,
     BlockConfig,
     HeadSpec,
     StageSpec,
     StemSpec,
-    network_readers,
 )
 from mbnas.cost import count
 from mbnas.errors import ConfigError
-from mbnas.resources import search_spaces_dir
-from mbnas.validation import Reader, check_choice, check_float, check_int, read_yaml
 
-DEFAULT_SPACE = "default"
 PER = ("block", "stage")
 BLOCK_CHOICES = ("kernel", "expand", "se", "act")
 
@@ -65,17 +42,51 @@ Pick = Callable[[str, tuple], Any]
 
 
 @dataclass(frozen=True)
-class StageChoices:
-    """One stage row: the choices for its blocks, its depth and width; the stride is fixed."""
+class OpChoice:
+    """One named candidate op of a layer: a block with every setting fixed, or ``skip``."""
 
-    block: tuple[str, ...]
-    kernel: tuple[int, ...]
-    expand: tuple[float, ...]
-    se: tuple[float, ...]
-    act: tuple[str, ...]
+    name: str
+    block: str
+    kernel: int = 3
+    expand: float = 1
+    se: float = 0.0
+    act: str = "relu"
+
+
+SKIP = OpChoice(name="skip", block="skip", kernel=1)
+
+
+@dataclass(frozen=True)
+class StageChoices:
+    """One stage row: the choices for its blocks, its depth and width; the stride is fixed.
+
+    A cartesian stage fills ``block`` … ``act`` and leaves ``ops`` empty; an op-list stage
+    fills ``ops`` and leaves the cartesian fields empty.
+    """
+
     depth: tuple[int, ...]
     out: tuple[int, ...]
     stride: int = 1
+    block: tuple[str, ...] = ()
+    kernel: tuple[int, ...] = ()
+    expand: tuple[float, ...] = ()
+    se: tuple[float, ...] = ()
+    act: tuple[str, ...] = ()
+    ops: tuple[OpChoice, ...] = ()
+
+    def op(self, name: str) -> OpChoice:
+        """The candidate op called ``name``."""
+        return next(op for op in self.ops if op.name == name)
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        return tuple(op.name for op in self.ops)
+
+    def block_options(self) -> int:
+        """How many distinct blocks one position of this stage may hold."""
+        if self.ops:
+            return len(self.ops)
+        return math.prod(len(getattr(self, key)) for key in BLOCK_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -128,23 +139,27 @@ class SearchSpace:
         return self._extreme(max)
 
     def _extreme(self, pick: Callable) -> ArchSpec:
-        types: dict[str, str] = {}
+        fixed: dict[str, Any] = {}
 
         def decide(name: str, options: tuple) -> Any:
-            if name in types:
-                return types[name]
-            if isinstance(options[0], str):
-                return options[0]
-            return pick(options)
+            if name in fixed:
+                return fixed[name]
+            return options[0] if isinstance(options[0], str) else pick(options)
 
-        for index, stage in enumerate(self.stages, start=1):
-            name = f"stage{index}.block"
-            if len(stage.block) > 1:
-                costs = {}
-                for block in stage.block:
-                    types[name] = block
-                    costs[block] = count(self._build(decide)).stages[index].macs
-                types[name] = pick(costs, key=costs.get)
+        # Block types and ops are not ordered by cost: try each option of each such decision
+        # (in sampling order, the others held) and keep the cheapest or dearest. Layer costs
+        # add up and one layer's op does not change another's shapes, so this is exact.
+        decisions: list[tuple[str, tuple]] = []
+        self._build(lambda name, options: decisions.append((name, options)) or
+                    decide(name, options))
+        for name, options in decisions:
+            if not name.endswith((".block", ".op")):
+                continue
+            costs = {}
+            for option in options:
+                fixed[name] = option
+                costs[option] = count(self._build(decide)).macs
+            fixed[name] = pick(costs, key=costs.get)
         return self._build(decide)
 
     def _build(self, pick: Pick) -> ArchSpec:
@@ -155,19 +170,8 @@ class SearchSpace:
 
         stages = []
         for index, stage in enumerate(self.stages, start=1):
-            prefix = f"stage{index}"
-            block = decide(f"{prefix}.block", stage.block)
-            depth = decide(f"{prefix}.depth", stage.depth)
-            out = decide(f"{prefix}.out", stage.out)
-            if self.per == "stage":
-                values = {key: decide(f"{prefix}.{key}", getattr(stage, key))
-                          for key in BLOCK_CHOICES}
-            else:
-                per_block = [{key: decide(f"{prefix}.block{j}.{key}", getattr(stage, key))
-                              for key in BLOCK_CHOICES} for j in range(1, depth + 1)]
-                values = {key: tuple(b[key] for b in per_block) for key in BLOCK_CHOICES}
-            stages.append(StageSpec(out=out, depth=depth, stride=stage.stride, block=block,
-                                    **values))
+            build_stage = self._op_stage if stage.ops else self._cartesian_stage
+            stages.append(build_stage(stage, f"stage{index}", decide))
         hidden = decide("head.hidden", self.head_hidden) if self.head_hidden else None
         return ArchSpec(
             name=self.name, resolution=self.resolution, num_classes=self.num_classes,
@@ -179,19 +183,44 @@ class SearchSpace:
                           act=self.head_act, hidden=hidden),
             dropout=self.dropout, drop_path=self.drop_path)
 
+    def _cartesian_stage(self, stage: StageChoices, prefix: str, decide: Pick) -> StageSpec:
+        block = decide(f"{prefix}.block", stage.block)
+        depth = decide(f"{prefix}.depth", stage.depth)
+        out = decide(f"{prefix}.out", stage.out)
+        if self.per == "stage":
+            values = {key: decide(f"{prefix}.{key}", getattr(stage, key))
+                      for key in BLOCK_CHOICES}
+        else:
+            per_block = [{key: decide(f"{prefix}.block{j}.{key}", getattr(stage, key))
+                          for key in BLOCK_CHOICES} for j in range(1, depth + 1)]
+            values = {key: tuple(b[key] for b in per_block) for key in BLOCK_CHOICES}
+        return StageSpec(out=out, depth=depth, stride=stage.stride, block=block, **values)
+
+    def _op_stage(self, stage: StageChoices, prefix: str, decide: Pick) -> StageSpec:
+        depth = decide(f"{prefix}.depth", stage.depth)
+        out = decide(f"{prefix}.out", stage.out)
+        if self.per == "stage":
+            names = [decide(f"{prefix}.op", stage.op_names)] * depth
+        else:
+            names = [decide(f"{prefix}.block{j}.op", stage.op_names) for j in range(1, depth + 1)]
+        ops = [stage.op(name) for name in names]
+        values = {key: _one_or_each([getattr(op, key) for op in ops])
+                  for key in ("block", *BLOCK_CHOICES)}
+        return StageSpec(out=out, depth=depth, stride=stage.stride, **values)
+
     # ------------------------------------------------------------ membership
 
     @property
     def size(self) -> int:
         """The number of distinct choice combinations (members), an exact and possibly huge int."""
-        per_block = [math.prod(len(getattr(s, k)) for k in BLOCK_CHOICES) for s in self.stages]
         total = len(self.stem_out) * len(self.head_channels) * len(self.head_hidden or (None,))
-        for stage, options in zip(self.stages, per_block, strict=True):
+        for stage in self.stages:
+            options = stage.block_options()
             if self.per == "stage":
                 blocks = len(stage.depth) * options
             else:
                 blocks = sum(options ** depth for depth in stage.depth)
-            total *= len(stage.block) * len(stage.out) * blocks
+            total *= len(stage.block or (None,)) * len(stage.out) * blocks
         return total
 
     def choices(self, arch: ArchSpec) -> dict[str, Any]:
@@ -235,13 +264,35 @@ class SearchSpace:
                            f"{prefix}.out": stage.out})
             options = self.stages[index - 1] if index <= len(self.stages) else None
             for j, cfg in enumerate(blocks, start=1):
-                read = {"kernel": cfg.kernel, "act": cfg.act,
-                        **_ratios_of(cfg, options, self.se_style)}
+                if options and options.ops:
+                    read = {"op": _op_of(cfg, options, self.se_style)}
+                else:
+                    read = {"kernel": cfg.kernel, "act": cfg.act,
+                            **_ratios_of(cfg, options, self.se_style)}
                 for key, value in read.items():
                     values[f"{prefix}.block{j}.{key}"] = value
                     if j == 1:
                         values[f"{prefix}.{key}"] = value
         return values
+
+
+def _one_or_each(values: list) -> Any:
+    """One value for the whole stage when every block has it, else a value per block."""
+    return values[0] if len(set(values)) == 1 else tuple(values)
+
+
+def _op_of(cfg: BlockConfig, options: StageChoices, se_style: str) -> str:
+    """The name of the stage's candidate op that resolves to the block ``cfg``."""
+    for op in options.ops:
+        if op.block != cfg.type:
+            continue
+        if op.block == "skip":
+            return op.name
+        probe = probe_block(op.block, cfg.in_ch, cfg.out_ch, op.expand, op.se, se_style)
+        if (probe.mid_ch, probe.se_ch, op.kernel, op.act) == (cfg.mid_ch, cfg.se_ch, cfg.kernel,
+                                                               cfg.act):
+            return op.name
+    return f"{cfg.type} k{cfg.kernel} (mid {cfg.mid_ch}, SE {cfg.se_ch}, {cfg.act})"
 
 
 def _ratios_of(cfg: BlockConfig, options: StageChoices | None, se_style: str) -> dict[str, Any]:
@@ -279,95 +330,3 @@ def probe_block(block: str, in_ch: int, out_ch: int, expand: float, se: float,
                     se_style=se_style,
                     stages=(StageSpec(out=out_ch, block=block, expand=expand, se=se),))
     return arch.stage_blocks()[0][0]
-
-
-# ---------------------------------------------------------------- reading and validation
-
-
-def _options(reader: Reader, key: str, check: Callable[[Any, str], Any],
-             default: Any = None) -> tuple:
-    """A value given once or as a list of distinct choices, each checked."""
-    value = reader.data.get(key, default)
-    where = f"{reader.where}.{key}"
-    if value is None:
-        raise ConfigError(where, "missing required key", "give a value or a list of choices")
-    if not isinstance(value, list):
-        return (check(value, where),)
-    if not value:
-        raise ConfigError(where, "empty list of choices", "give at least one value")
-    options = tuple(check(item, f"{where}[{i}]") for i, item in enumerate(value))
-    if len(set(options)) != len(options):
-        raise ConfigError(where, f"repeated choices in {value!r}", "list each value once")
-    return options
-
-
-def _ratio(value: Any, where: str) -> int | float:
-    number = check_float(value, where, 0.0, None, low_inclusive=False)
-    return int(number) if number.is_integer() else number
-
-
-_STAGE_KEYS = ("block", "kernel", "expand", "se", "act", "depth", "out", "stride")
-
-
-def _stage_from_dict(data: Any, where: str) -> StageChoices:
-    reader = Reader(data, where, _STAGE_KEYS, required=("expand", "depth", "out"))
-    return StageChoices(
-        block=_options(reader, "block", lambda v, w: check_choice(v, w, EXPANDING_BLOCKS),
-                       "mbconv"),
-        kernel=_options(reader, "kernel", lambda v, w: check_int(v, w, odd=True), 3),
-        expand=_options(reader, "expand", _ratio),
-        se=_options(reader, "se", lambda v, w: check_float(v, w, 0.0, 1.0), 0.0),
-        act=_options(reader, "act", lambda v, w: check_choice(v, w, ACTIVATIONS), "relu"),
-        depth=_options(reader, "depth", check_int),
-        out=_options(reader, "out", check_int),
-        stride=reader.int("stride", default=1))
-
-
-_SPACE_KEYS = ("name", "resolution", "num_classes", "in_channels", "se_style", "bn", "per",
-               "stem", "stages", "head", "dropout", "drop_path")
-
-
-def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
-    """A validated SearchSpace; errors name the source, the key, the value and what is allowed."""
-    parts = network_readers(data, source, _SPACE_KEYS)
-    reader, stem, head = parts.top, parts.stem, parts.head
-    return SearchSpace(
-        name=reader.str("name", Path(source).stem),
-        resolution=reader.int("resolution", minimum=8),
-        num_classes=reader.int("num_classes", default=1000),
-        in_channels=reader.int("in_channels", default=3),
-        se_style=reader.choice("se_style", SE_STYLES, default="efficientnet"),
-        bn=parts.bn,
-        per=reader.choice("per", PER, default="block"),
-        stem_out=_options(stem, "out", check_int),
-        stem_kernel=stem.int("kernel", 3, odd=True),
-        stem_stride=stem.int("stride", 2),
-        stem_act=stem.choice("act", ACTIVATIONS, "relu"),
-        stages=tuple(_stage_from_dict(row, f"{source}: stages[{i}]")
-                     for i, row in enumerate(parts.stages)),
-        head_channels=_options(head, "channels", check_int),
-        head_act=head.choice("act", ACTIVATIONS, "relu"),
-        head_hidden=_options(head, "hidden", check_int) if head.has("hidden") else None,
-        dropout=reader.float("dropout", 0.2, 0.0, 1.0),
-        drop_path=reader.float("drop_path", 0.0, 0.0, 1.0))
-
-
-def available_spaces() -> list[str]:
-    """Names of the shipped search spaces."""
-    return sorted(path.stem for path in search_spaces_dir().glob("*.yaml"))
-
-
-def load_space(name_or_path: str | Path | SearchSpace | None = None) -> SearchSpace:
-    """A shipped space by name (None: ``default``, the space of ``search``) or a YAML file."""
-    if isinstance(name_or_path, SearchSpace):
-        return name_or_path
-    text = str(name_or_path or DEFAULT_SPACE)
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return space_from_dict(read_yaml(path), source=str(path))
-    if text in available_spaces():
-        file = search_spaces_dir() / f"{text}.yaml"
-        return space_from_dict(read_yaml(file), source=file.name)
-    raise ConfigError("space", f"unknown search space {text!r}",
-                      f"use a YAML file path or one of {', '.join(available_spaces())}")
-
