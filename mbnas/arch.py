@@ -65,9 +65,10 @@ class StemSpec:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """1x1 conv to ``channels``, pooling, an optional MobileNetV3 Linear of width ``hidden``."""
+    """1x1 conv to ``channels`` (none if unset, as in MobileNetV1), pooling, an optional
+    MobileNetV3 Linear of width ``hidden``."""
 
-    channels: int
+    channels: int | None = None
     act: str = "relu"
     hidden: int | None = None
 
@@ -275,7 +276,7 @@ def network_readers(data: Any, source: str, keys: Sequence[str]) -> NetworkReade
     """Check a network file's top-level keys and open readers on its parts."""
     top = Reader(data, source, keys, required=("resolution", "stem", "stages", "head"))
     stem = Reader(data["stem"], f"{source}: stem", ("out", "kernel", "stride", "act"), ("out",))
-    head = Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"), ("channels",))
+    head = Reader(data["head"], f"{source}: head", ("channels", "act", "hidden"))
     bn = Reader(data.get("bn", {}), f"{source}: bn", ("eps", "momentum"))
     stages = data["stages"]
     if not isinstance(stages, list) or not stages:

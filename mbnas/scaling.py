@@ -51,7 +51,7 @@ def scale_arch(arch: ArchSpec, width: float = 1.0, depth: float = 1.0,
     return arch.replace(
         stem=replace(arch.stem, out=scale_width(arch.stem.out, width)),
         stages=tuple(stages),
-        head=replace(head, channels=scale_width(head.channels, width),
+        head=replace(head, channels=head.channels and scale_width(head.channels, width),
                      hidden=head.hidden and scale_width(head.hidden, width)),
         resolution=resolution or arch.resolution,
     )

@@ -5,8 +5,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mbnas
 from mbnas.nn.blocks import FusedMBConv, MBConv, StochasticDepth
+from mbnas.scaling import scale_arch
 
-PUBLISHED = {  # torchvision's figures: parameters, MACs
+PUBLISHED = {  # torchvision's figures (MobileNetV1: the paper's and Keras'): parameters, MACs
+    "mobilenet_v1": (4_231_976, 568_740_352),
     "mobilenet_v2": (3_504_872, 300_774_272),
     "mobilenet_v3_large": (5_483_032, 216_589_760),
     "efficientnet_b0": (5_288_548, 385_814_752),
@@ -36,7 +38,8 @@ def test_reference_architectures_match_published_figures(name):
         assert cost.macs == macs
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b1", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b1", "mobilenet_v2",
+                                  "mobilenet_v1"])
 def test_reference_macs_match_flop_counter(name):
     arch = mbnas.load_arch(name)
     assert measured_macs(mbnas.build(arch), arch.resolution) == mbnas.count(arch).macs
@@ -90,3 +93,24 @@ def test_bn_settings_follow_the_arch():
     model = mbnas.build("mobilenet_v3_large")
     bn = model.stem.bn
     assert (bn.eps, bn.momentum) == (1e-3, 0.01)
+
+
+def test_mobilenet_v1_scales_like_the_paper():
+    # The paper's 0.5 MobileNet-160: 76M MACs, 1.32M parameters.
+    arch = scale_arch(mbnas.load_arch("mobilenet_v1"), width=0.5, resolution=160)
+    cost = mbnas.count(arch)
+    assert round(cost.macs / 1e6) == 77 and round(cost.params / 1e4) == 133
+    assert parameters(mbnas.build(arch)) == cost.params
+
+
+def test_skip_layers_are_identities_or_linear_projections():
+    arch = mbnas.ArchSpec.from_dict({
+        "resolution": 16, "stem": {"out": 8, "stride": 1}, "head": {"channels": 16},
+        "stages": [{"block": ["skip", "skip"], "out": 16, "depth": 2, "stride": 2}]})
+    model = mbnas.build(arch).eval()
+    first, second = model.stages[0]
+    assert isinstance(second.project, torch.nn.Identity) and not second.residual
+    assert isinstance(first.project.act, torch.nn.Identity) and first.project.conv.stride == (2, 2)
+    x = torch.randn(1, 16, 8, 8)
+    assert torch.equal(second(x), x)
+    assert mbnas.count(arch).params == parameters(model)

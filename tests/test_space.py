@@ -60,7 +60,8 @@ def test_unknown_space_lists_shipped_ones():
     (lambda d: d["stages"][1].update(depth=[]), r"depth: empty list"),
     (lambda d: d["stages"][1].update(out=[16, 16]), r"out: repeated choices"),
     (lambda d: d["stages"][1].pop("expand"), r"stages\[1\]\.expand: missing required key"),
-    (lambda d: d.update(per="cell"), r"per: 'cell' is not allowed; choose one of block, stage, layer"),
+    (lambda d: d.update(per="cell"),
+     r"per: 'cell' is not allowed; choose one of block, stage, layer"),
     (lambda d: d["head"].update(channels=0), r"head\.channels: 0 is not allowed"),
 ])
 def test_validation_names_file_key_value_and_choices(tmp_path, change, match):
@@ -152,3 +153,11 @@ def test_size_counts_distinct_members():
     per_stage = space.replace(per="stage")
     assert per_stage.size == 2 * (2 * 2 * 2) * 8
     assert load_space().size > 10 ** 20
+
+
+def test_proxyless_space_is_built_from_op_lists_and_holds_mobilenet_v2():
+    space = load_space("proxyless")
+    assert space.contains(mbnas.load_arch("mobilenet_v2"))
+    assert space.smallest().stages[1].block == "skip"
+    assert space.choices(mbnas.load_arch("mobilenet_v2"))["stage2.block1.op"] == \
+        "mbconv_k3_e6_relu6"

@@ -71,8 +71,9 @@ def count(arch: ArchSpec | str, resolution: int | None = None) -> Cost:
         macs, params, size = _convs_cost(convs, size)
         rows.append(StageCost(f"stage{index}", size, arch.stages[index - 1].out, macs, params))
     head = arch.head
-    macs, params, _ = _convs_cost([ConvShape(arch.last_stage_channels, head.channels)], size)
-    features = head.channels
+    features = head.channels or arch.last_stage_channels
+    convs = [ConvShape(arch.last_stage_channels, head.channels)] if head.channels else []
+    macs, params, _ = _convs_cost(convs, size)
     for width in ([head.hidden] if head.hidden else []) + [arch.num_classes]:
         macs += features * width
         params += features * width + width

@@ -16,11 +16,12 @@ class Head(nn.Module):
 
     def __init__(self, in_ch: int, head: HeadSpec, num_classes: int, dropout: float, bn=None):
         super().__init__()
-        self.conv = ConvBNAct(in_ch, head.channels, 1, act=head.act, bn=bn)
+        self.conv = (ConvBNAct(in_ch, head.channels, 1, act=head.act, bn=bn) if head.channels
+                     else nn.Identity())
         self.pool = nn.AdaptiveAvgPool2d(1)
-        features = head.channels
+        features = head.channels or in_ch
         if head.hidden:
-            self.hidden = nn.Sequential(nn.Linear(head.channels, head.hidden),
+            self.hidden = nn.Sequential(nn.Linear(features, head.hidden),
                                         make_activation(head.act))
             features = head.hidden
         else:
