@@ -10,9 +10,14 @@ import torch
 from mbnas.arch import ArchSpec, BlockConfig, StageSpec
 from mbnas.errors import MbnasError
 from mbnas.nn import build
+from mbnas.nn.blocks import Skip
 
 _TIMM_BLOCK = {"mbconv": "ir", "fused": "er", "ds": "ds", "conv": "cn"}
 _TIMM_ACT = {"relu": "re", "relu6": "r6", "hswish": "hs", "silu": "sw"}
+
+
+class TimmUnsupported(MbnasError):
+    """The architecture has a layer that timm's arch_def grammar cannot express."""
 
 
 def _block_fields(stage: StageSpec, block: BlockConfig, index: int) -> list[str]:
@@ -34,9 +39,15 @@ def arch_string(arch: ArchSpec) -> list[list[str]]:
     Absolute expanded widths (``mid``) appear as the ratio mid / input width.
     """
     stages = []
-    for stage, blocks in zip(arch.stages, arch.stage_blocks(), strict=True):
+    for number, (stage, blocks) in enumerate(zip(arch.stages, arch.stage_blocks(), strict=True),
+                                             start=1):
         runs: list[tuple[list[str], int, int]] = []  # fields, stride, repeats
         for index, block in enumerate(blocks):
+            if block.type == "skip":
+                if Skip.projects(block):
+                    raise TimmUnsupported(f"stage{number}.block{index + 1}: a skip layer that "
+                                          "projects (linear 1x1 conv + BN) has no timm block")
+                continue  # the identity: timm's network simply has no layer there
             fields = _block_fields(stage, block, index)
             if runs and runs[-1][0] == fields and block.stride == 1:
                 runs[-1] = (fields, runs[-1][1], runs[-1][2] + 1)
@@ -50,7 +61,10 @@ def arch_string(arch: ArchSpec) -> list[list[str]]:
 def export_arch(arch: ArchSpec, path: str | Path, extra: dict | None = None) -> Path:
     """Write the ArchSpec YAML, preceded by comments with its timm string and any ``extra``."""
     lines = [f"# {key}: {value}" for key, value in (extra or {}).items()]
-    lines += ["# timm-style arch_def:"] + [f"#   {stage}" for stage in arch_string(arch)]
+    try:
+        lines += ["# timm-style arch_def:"] + [f"#   {stage}" for stage in arch_string(arch)]
+    except TimmUnsupported as error:
+        lines += [f"# timm-style arch_def: none ({error})"]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + arch.to_yaml())

@@ -193,7 +193,7 @@ class SearchSpace:
         else:
             per_block = [{key: decide(f"{prefix}.block{j}.{key}", getattr(stage, key))
                           for key in BLOCK_CHOICES} for j in range(1, depth + 1)]
-            values = {key: tuple(b[key] for b in per_block) for key in BLOCK_CHOICES}
+            values = {key: _one_or_each([b[key] for b in per_block]) for key in BLOCK_CHOICES}
         return StageSpec(out=out, depth=depth, stride=stage.stride, block=block, **values)
 
     def _op_stage(self, stage: StageChoices, prefix: str, decide: Pick) -> StageSpec:
