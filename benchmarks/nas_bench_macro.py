@@ -1,0 +1,357 @@
+"""NAS-Bench-Macro against mbnas: its codes as ArchSpecs, costs checked, samplers scored.
+
+    python benchmarks/nas_bench_macro.py arch 12021012 > a.yaml    # the ArchSpec of a code
+    python -m mbnas cost arch=a.yaml format=json latency.measure=false   # the table's params
+    python benchmarks/nas_bench_macro.py code runs/nbm/best.yaml   # the code of an ArchSpec
+    python benchmarks/nas_bench_macro.py params                    # 6,561 codes vs the table
+    python benchmarks/nas_bench_macro.py oracle [--budgets 30M,60M] [--seeds 10] \
+        [--max-trials 300] [--out runs/benchmarks/nas_bench_macro_oracle.json]
+
+The table (../shared/data/nas-bench-macro/, see its README) holds 6,561 networks trained from
+scratch on CIFAR-10, keyed by an 8-digit code, one digit per searchable layer of the
+``nas_bench_macro`` space: 0 skip, 1 MBConv k3 e3, 2 MBConv k5 e6 (the space lists its ops in
+this order, so a digit is the index of the layer's op).
+
+``params`` costs every code with ``mbnas.count`` and compares parameters with the table's
+``params`` and MACs with its ``flops`` (multiply-accumulates, despite the name).
+
+``oracle`` asks how quickly each sampler of the search (random, tpe, nsga2) finds a good network
+when the evaluator is perfect: the objective is the table's ``mean_acc``, nothing is trained.
+Each trial is sampled, costed and checked against the MAC budget as the search does: an
+over-budget candidate gets its constraint values (``trial.set_constraint``) and is pruned. Like
+the search, a run stops after ``--max-trials`` in-budget trials or ``--max-pruned`` over-budget
+ones. A *hit* is an in-budget code within ``--tolerance`` points of the best in-budget
+``mean_acc``; per sampler and budget the table gives the median [quartiles] over seeds of the
+in-budget trials (the search's ``n_trials``), the distinct in-budget codes among them (what the
+search trains: it scores a repeated code once) and all trials up to and including the first hit;
+``>N`` marks a median or quartile that falls on runs with no hit.
+
+Equivalent codes: an identity skip (any skip but one in a stage's first, strided, layer) may
+move within its stage without changing the network, so the 6,561 codes are 3,969 networks; the
+table measured each network once, and a hit's equivalents are hits too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+import mbnas
+from mbnas.arch import ArchSpec
+from mbnas.budget import Budget
+from mbnas.errors import ConfigError, MbnasError
+from mbnas.search import SAMPLERS, StopAtTotal, make_sampler  # the search's sampler factory
+from mbnas.space import SearchSpace
+from mbnas.units import format_count, parse_count
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "../shared/data/nas-bench-macro/nas-bench-macro_cifar10.json"
+SPACE = "nas_bench_macro"
+
+# ---------------------------------------------------------------- table, codes and archs
+
+
+def load_table(path: str | Path = TABLE) -> dict[str, dict[str, Any]]:
+    """The benchmark: code -> {mean_acc, test_acc, std, params, flops}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "no NAS-Bench-Macro table there",
+                          "give --table, the path of nas-bench-macro_cifar10.json")
+    return json.loads(path.read_text())
+
+
+def layers(space: SearchSpace) -> list[tuple[str, tuple[str, ...]]]:
+    """Each code digit's Optuna parameter name and op names, in code order."""
+    found = []
+    for i, stage in enumerate(space.stages, start=1):
+        if not stage.ops or len(stage.depth) != 1 or space.per != "block":
+            raise ConfigError(f"space {space.name!r}: stage{i}", "is not a fixed-depth stage of "
+                              "per-layer ops", "use the nas_bench_macro space")
+        found += [(f"stage{i}.block{j}.op", stage.op_names) for j in range(1, stage.depth[0] + 1)]
+    return found
+
+
+def arch_of_code(space: SearchSpace, code: str) -> ArchSpec:
+    """The member of ``space`` a code names, e.g. ``arch_of_code(space, "12021012")``."""
+    names = layers(space)
+    digits = str(code)
+    if len(digits) != len(names) or not all(
+            d.isdigit() and int(d) < len(ops) for d, (_, ops) in zip(digits, names)):
+        legend = {ops for _, ops in names}
+        each = (", ".join(f"{i} {op}" for i, op in enumerate(legend.pop())) if len(legend) == 1
+                else f"below its layer's op count ({''.join(str(len(o)) for _, o in names)})")
+        raise ConfigError(f"code {code!r}", f"is not a code of space {space.name!r}",
+                          f"give {len(names)} digits, each {each}")
+    params = {name: ops[int(d)] for d, (name, ops) in zip(digits, names)}
+    return space.sample(optuna.trial.FixedTrial(params)).replace(name=f"{space.name}_{digits}")
+
+
+def code_of_choices(space: SearchSpace, choices: dict[str, Any]) -> str:
+    """The code of a member given by its parameters (``space.choices`` or ``trial.params``)."""
+    return "".join(str(ops.index(choices[name])) for name, ops in layers(space))
+
+
+def code_of_arch(space: SearchSpace, arch: ArchSpec) -> str:
+    """The code of a member of ``space`` (ConfigError, naming the difference, if not one)."""
+    return code_of_choices(space, space.choices(arch))
+
+
+def all_codes(space: SearchSpace) -> list[str]:
+    return ["".join(c) for c in itertools.product(
+        *(tuple(str(i) for i in range(len(ops))) for _, ops in layers(space)))]
+
+
+def canonical_code(space: SearchSpace, code: str) -> str:
+    """One code per network: a stage's identity skips (every skip but one in its first, strided
+    layer) moved last, e.g. 00001000 and 00010000 -> 00010000 (00100000 is another network)."""
+    canonical, start = "", 0
+    for stage in space.stages:
+        part = code[start:start + stage.depth[0]]
+        identity = [d for d in part[1:] if stage.ops[int(d)].block == "skip"]
+        others = [d for d in part[1:] if d not in identity]
+        canonical += part[0] + "".join(others + identity)
+        start += len(part)
+    return canonical
+
+
+# ---------------------------------------------------------------- arch, code, params
+
+
+def command_arch(args: argparse.Namespace) -> int:
+    arch = arch_of_code(mbnas.load_space(SPACE), args.code)
+    print(f"# NAS-Bench-Macro code {args.code}\n{arch.to_yaml()}", end="")
+    return 0
+
+
+def command_code(args: argparse.Namespace) -> int:
+    print(code_of_arch(mbnas.load_space(SPACE), mbnas.load_arch(args.file)))
+    return 0
+
+
+def command_params(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    table, space = load_table(args.table), mbnas.load_space(SPACE)
+    mismatches, codes = [], all_codes(space)
+    for code in codes:
+        cost, row = mbnas.count(arch_of_code(space, code)), table.get(code)
+        if row is None or (cost.params, cost.macs) != (row["params"], row["flops"]):
+            mismatches.append((code, cost, row))
+    checked = len(codes)
+    print(f"{'checked':>8} {'params ≠':>9} {'MACs ≠':>7} {'time':>7}")
+    print(f"{checked:>8} {sum(r is None or c.params != r['params'] for _, c, r in mismatches):>9}"
+          f" {sum(r is None or c.macs != r['flops'] for _, c, r in mismatches):>7}"
+          f" {time.perf_counter() - start:>6.1f}s")
+    for code, cost, row in mismatches[:10]:
+        print(f"  {code}: mbnas {cost.params} params / {cost.macs} MACs, table "
+              f"{row and row['params']} / {row and row['flops']}", file=sys.stderr)
+    if len(table) != checked:
+        print(f"  the table has {len(table)} codes, the space {checked}", file=sys.stderr)
+    return 1 if mismatches or len(table) != checked else 0
+
+
+# ---------------------------------------------------------------- oracle
+
+
+def targets(table: dict, macs: int, tolerance: float) -> dict[str, Any]:
+    """The in-budget codes and the hits: within ``tolerance`` points of the best of them."""
+    fits = {code: row for code, row in table.items() if row["flops"] <= macs}
+    if not fits:
+        raise ConfigError("--budgets", f"{macs_text(macs)} MACs fits no code", "the smallest "
+                          f"needs {macs_text(min(row['flops'] for row in table.values()))}")
+    best = max(sorted(fits), key=lambda code: fits[code]["mean_acc"])  # ties: the lowest code
+    hits = sorted(c for c, row in fits.items()
+                  if row["mean_acc"] >= fits[best]["mean_acc"] - tolerance)
+    return {"macs": macs, "in_budget": len(fits), "best_code": best,
+            "best_mean_acc": fits[best]["mean_acc"], "hits": hits}
+
+
+class TableObjective:
+    """The search's per-trial path (sample, cost, budget check) with the table as evaluator."""
+
+    def __init__(self, space: SearchSpace, table: dict, budget: Budget):
+        self.space, self.table, self.budget = space, table, budget
+        self.costs: dict[str, dict[str, int]] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        arch = self.space.sample(trial)
+        code = code_of_choices(self.space, trial.params)
+        if code not in self.costs:
+            cost = mbnas.count(arch)
+            self.costs[code] = {"macs": cost.macs, "params": cost.params}
+        costs = self.costs[code]
+        trial.set_user_attr("code", code)
+        for key, value in self.budget.constraints(costs).items():
+            trial.set_constraint(key, value)
+        reasons = self.budget.violations(costs)
+        if reasons:
+            raise optuna.TrialPruned("over budget: " + "; ".join(reasons))
+        return self.table[code]["mean_acc"]
+
+
+def first_hit(study: optuna.Study, hits: set[str]) -> dict[str, Any]:
+    """Trials up to and including the first hit (``None`` counts when there was none)."""
+    complete, distinct = 0, set()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        complete += 1
+        distinct.add(trial.user_attrs["code"])
+        if trial.user_attrs["code"] in hits:
+            return {"found": True, "in_budget": complete, "distinct": len(distinct),
+                    "all": trial.number + 1, "code": trial.user_attrs["code"]}
+    return {"found": False, "in_budget": None, "distinct": None, "all": None,
+            "ran": len(study.trials)}
+
+
+def run_sampler(name: str, seed: int, objective: TableObjective, hits: set[str],
+                args: argparse.Namespace) -> dict[str, Any]:
+    study = optuna.create_study(direction="maximize",
+                                sampler=make_sampler(name, seed, args.startup_trials))
+
+    def stop_at_hit(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["code"] in hits:
+            study.stop()
+
+    study.optimize(objective, callbacks=[StopAtTotal(args.max_trials, args.max_pruned),
+                                         stop_at_hit])
+    return {"seed": seed, **first_hit(study, hits)}
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile; ``inf`` (no hit) wherever it touches one."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    if math.isinf(ordered[low]) or (math.isinf(ordered[high]) and position > low):
+        return math.inf
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(runs: list[dict], key: str, limit: int) -> dict[str, float | None]:
+    values = [math.inf if run[key] is None else run[key] for run in runs]
+    quartiles = [quantile(values, q) for q in (0.25, 0.5, 0.75)]
+    return dict(zip(("q1", "median", "q3"),
+                    (None if math.isinf(v) else v for v in quartiles))) | {"limit": limit}
+
+
+def shown(stats: dict[str, float | None]) -> str:
+    text = [f">{stats['limit']}" if v is None else f"{round(v, 1):g}"
+            for v in (stats["median"], stats["q1"], stats["q3"])]
+    return f"{text[0]} [{text[1]}–{text[2]}]"
+
+
+def random_median(hits: int, population: int) -> int:
+    """Median draws until a hit when drawing uniformly, with replacement, from ``population``."""
+    p = hits / population
+    return 1 if p >= 1 else math.ceil(math.log(0.5) / math.log1p(-p))
+
+
+def macs_text(macs: int) -> str:
+    return format_count(macs).replace(".00", "")
+
+
+def command_oracle(args: argparse.Namespace) -> int:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    table, space = load_table(args.table), mbnas.load_space(SPACE)
+    budgets = [parse_count(text, "--budgets") for text in args.budgets.split(",")]
+    samplers = args.samplers.split(",")
+    for name in samplers:
+        if name not in SAMPLERS:
+            raise ConfigError("--samplers", f"unknown sampler {name!r}",
+                              f"use some of {', '.join(SAMPLERS)}")
+    results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "run"},
+                               "codes": len(table), "budgets": [], "rows": []}
+    limits = {"in_budget": args.max_trials, "distinct": args.max_trials,
+              "all": args.max_trials + args.max_pruned}
+    for macs in budgets:
+        goal = targets(table, macs, args.tolerance)
+        networks = {canonical_code(space, c) for c in goal["hits"]}
+        goal |= {"hit_networks": len(networks), "random_median_in_budget":
+                 random_median(len(goal["hits"]), goal["in_budget"]),
+                 "random_median_all": random_median(len(goal["hits"]), len(table))}
+        results["budgets"].append(goal)
+        objective, hits = TableObjective(space, table, Budget(macs=macs)), set(goal["hits"])
+        for name in samplers:
+            start = time.perf_counter()
+            runs = [run_sampler(name, seed, objective, hits, args) for seed in range(args.seeds)]
+            row = {"sampler": name, "macs": macs, "seconds": time.perf_counter() - start,
+                   "found": sum(run["found"] for run in runs), "runs": runs}
+            row |= {key: summary(runs, key, limit) for key, limit in limits.items()}
+            results["rows"].append(row)
+            print(f"  {name} at {macs_text(macs)} MACs: {row['found']}/{args.seeds} found, "
+                  f"{row['seconds']:.0f} s", file=sys.stderr, flush=True)
+    print_oracle(results, args)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def print_oracle(results: dict[str, Any], args: argparse.Namespace) -> None:
+    for goal in results["budgets"]:
+        print(f"{macs_text(goal['macs'])} MACs: {goal['in_budget']} of {results['codes']} "
+              f"codes fit; best mean_acc {goal['best_mean_acc']:.2f} ({goal['best_code']}); "
+              f"{len(goal['hits'])} codes ({goal['hit_networks']} networks) within "
+              f"{args.tolerance:g}; uniform sampling needs a median "
+              f"{goal['random_median_in_budget']} in-budget / {goal['random_median_all']} trials")
+    print(f"\nmedian [quartiles] over {args.seeds} seeds, trials up to the first hit "
+          f"(at most {args.max_trials} in-budget, {args.max_pruned} over-budget)")
+    print("| sampler | budget | found | in-budget trials | distinct codes | all trials | time |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in results["rows"]:
+        print(f"| {row['sampler']} | {macs_text(row['macs'])} | {row['found']}/{args.seeds} "
+              f"| {shown(row['in_budget'])} | {shown(row['distinct'])} | {shown(row['all'])} "
+              f"| {row['seconds']:.0f} s |")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", default=str(TABLE), help="nas-bench-macro_cifar10.json")
+    commands = parser.add_subparsers(dest="command", required=True)
+    arch = commands.add_parser("arch", help="print the ArchSpec YAML of an 8-digit code")
+    arch.add_argument("code")
+    arch.set_defaults(run=command_arch)
+    code = commands.add_parser("code", help="print the code of an ArchSpec YAML of the space")
+    code.add_argument("file")
+    code.set_defaults(run=command_code)
+    params = commands.add_parser("params", help="check every code's params and MACs")
+    params.set_defaults(run=command_params)
+    oracle = commands.add_parser("oracle", help="trials each sampler needs, table as objective")
+    oracle.add_argument("--budgets", default="30M,60M", help="MAC budgets, comma-separated")
+    oracle.add_argument("--samplers", default=",".join(SAMPLERS))
+    oracle.add_argument("--seeds", type=int, default=10)
+    oracle.add_argument("--max-trials", type=int, default=300, help="in-budget trials per run")
+    oracle.add_argument("--max-pruned", type=int, default=2000,
+                        help="over-budget trials per run (the search's max_pruned_trials)")
+    oracle.add_argument("--startup-trials", type=int, default=10,
+                        help="the search's startup_trials")
+    oracle.add_argument("--tolerance", type=float, default=0.3, help="points of mean_acc")
+    oracle.add_argument("--out", default=None, help="write the results as JSON")
+    oracle.set_defaults(run=command_oracle)
+    # RANK GOES HERE (the lead's, to come): evaluators' rankings against the table, a
+    # command_rank beside command_oracle that reuses load_table, arch_of_code and code_of_arch.
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return args.run(args)
+    except MbnasError as error:
+        print(f"nas_bench_macro {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
