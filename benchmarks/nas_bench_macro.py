@@ -24,7 +24,7 @@ ones. A *hit* is an in-budget code within ``--tolerance`` points of the best in-
 ``mean_acc``; per sampler and budget the table gives the median [quartiles] over seeds of the
 in-budget trials (the search's ``n_trials``), the distinct in-budget codes among them (what the
 search trains: it scores a repeated code once) and all trials up to and including the first hit;
-``>N`` marks a median or quartile that falls on runs with no hit.
+``no hit`` marks a median or quartile that falls on runs that stopped without one.
 
 Equivalent codes: an identity skip (any skip but one in a stage's first, strided, layer) may
 move within its stage without changing the network, so the 6,561 codes are 3,969 networks; the
@@ -235,15 +235,16 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summary(runs: list[dict], key: str, limit: int) -> dict[str, float | None]:
+def summary(runs: list[dict], key: str) -> dict[str, float | None]:
+    """Quartiles over runs; ``None`` where one falls on runs that stopped without a hit."""
     values = [math.inf if run[key] is None else run[key] for run in runs]
     quartiles = [quantile(values, q) for q in (0.25, 0.5, 0.75)]
     return dict(zip(("q1", "median", "q3"),
-                    (None if math.isinf(v) else v for v in quartiles))) | {"limit": limit}
+                    (None if math.isinf(v) else v for v in quartiles)))
 
 
 def shown(stats: dict[str, float | None]) -> str:
-    text = [f">{stats['limit']}" if v is None else f"{round(v, 1):g}"
+    text = ["no hit" if v is None else f"{round(v, 1):g}"
             for v in (stats["median"], stats["q1"], stats["q3"])]
     return f"{text[0]} [{text[1]}–{text[2]}]"
 
@@ -269,8 +270,6 @@ def command_oracle(args: argparse.Namespace) -> int:
                               f"use some of {', '.join(SAMPLERS)}")
     results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "run"},
                                "codes": len(table), "budgets": [], "rows": []}
-    limits = {"in_budget": args.max_trials, "distinct": args.max_trials,
-              "all": args.max_trials + args.max_pruned}
     for macs in budgets:
         goal = targets(table, macs, args.tolerance)
         networks = {canonical_code(space, c) for c in goal["hits"]}
@@ -284,7 +283,7 @@ def command_oracle(args: argparse.Namespace) -> int:
             runs = [run_sampler(name, seed, objective, hits, args) for seed in range(args.seeds)]
             row = {"sampler": name, "macs": macs, "seconds": time.perf_counter() - start,
                    "found": sum(run["found"] for run in runs), "runs": runs}
-            row |= {key: summary(runs, key, limit) for key, limit in limits.items()}
+            row |= {key: summary(runs, key) for key in ("in_budget", "distinct", "all")}
             results["rows"].append(row)
             print(f"  {name} at {macs_text(macs)} MACs: {row['found']}/{args.seeds} found, "
                   f"{row['seconds']:.0f} s", file=sys.stderr, flush=True)
@@ -303,7 +302,7 @@ def print_oracle(results: dict[str, Any], args: argparse.Namespace) -> None:
               f"{args.tolerance:g}; uniform sampling needs a median "
               f"{goal['random_median_in_budget']} in-budget / {goal['random_median_all']} trials")
     print(f"\nmedian [quartiles] over {args.seeds} seeds, trials up to the first hit "
-          f"(at most {args.max_trials} in-budget, {args.max_pruned} over-budget)")
+          f"(runs stop after {args.max_trials} in-budget or {args.max_pruned} over-budget)")
     print("| sampler | budget | found | in-budget trials | distinct codes | all trials | time |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in results["rows"]:

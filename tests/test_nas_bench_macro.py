@@ -222,6 +222,20 @@ def test_non_member_yaml_names_where_it_differs(tmp_path, capsys):
     assert err.count("\n") == 1 and "differs from every member of space 'nas_bench_macro'" in err
 
 
+@needs_table
+def test_oracle_writes_a_row_per_sampler_and_budget(tmp_path, capsys):
+    out = tmp_path / "oracle.json"
+    argv = ["--table", str(TABLE), "oracle", "--budgets", "60M", "--seeds", "2",
+            "--max-trials", "40", "--out", str(out)]
+    assert nbm.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["sampler"] for row in rows] == ["tpe", "random", "nsga2"]
+    for row in rows:
+        for run in row["runs"]:
+            assert not run["found"] or run["in_budget"] <= min(run["all"], 40)
+    assert "| nsga2 | 60M |" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_smoke_search_exports_a_member_within_budget(tmp_path):
     done = run("-m", "mbnas", "search", "space=nas_bench_macro", "preset=smoke",
