@@ -1,0 +1,41 @@
+import math
+
+import pytest
+import torch
+
+import mbnas
+from mbnas.proxies import PROXIES, naswot
+
+TINY = mbnas.ArchSpec.from_dict({
+    "resolution": 16, "num_classes": 4, "stem": {"out": 8, "stride": 1},
+    "stages": [{"block": ["mbconv", "skip"], "expand": 3, "out": 16, "depth": 2, "stride": 2,
+                "act": "hswish"}],
+    "head": {"channels": 32}})
+
+
+def batch(count: int = 8):
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(count, 3, 16, 16, generator=generator),
+            torch.randint(0, 4, (count,), generator=generator))
+
+
+@pytest.mark.parametrize("name", sorted(PROXIES))
+def test_proxy_is_finite_repeatable_and_leaves_the_weights_alone(name):
+    torch.manual_seed(0)
+    model = mbnas.build(TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    images, labels = batch()
+    first, second = PROXIES[name](model, images, labels), PROXIES[name](model, images, labels)
+    assert math.isfinite(first) and first == pytest.approx(second, rel=1e-6)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_naswot_counts_distinct_activation_patterns():
+    # Images that activate the same units give a singular kernel; distinct ones do not.
+    torch.manual_seed(0)
+    model = mbnas.build(TINY)
+    images, labels = batch()
+    same = images[:1].repeat(8, 1, 1, 1)
+    assert naswot(model, images, labels) > naswot(model, same + 1e-3 * images, labels)
