@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -106,6 +106,21 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_ste
 def make_criterion(cfg: OptimConfig) -> nn.Module:
     """Cross-entropy with the configured label smoothing."""
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+class Optimization(NamedTuple):
+    """What a training loop steps: the optimiser, its learning-rate schedule and the loss."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    criterion: nn.Module
+
+
+def make_optimization(model: nn.Module, cfg: OptimConfig, total_steps: int) -> Optimization:
+    """Optimiser, warm-up + cosine schedule over ``total_steps`` and criterion for ``model``."""
+    optimizer = make_optimizer(model, cfg)
+    return Optimization(optimizer, make_scheduler(optimizer, cfg, total_steps),
+                        make_criterion(cfg))
 
 
 def train_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from mbnas.arch import ArchSpec
 from mbnas.data import EpochSampler, set_epoch
-from mbnas.errors import ConfigError
+from mbnas.resume import check_resumable
 from mbnas.space import SearchSpace
 from mbnas.supernet.network import Supernet
 from mbnas.train import (
@@ -35,9 +35,7 @@ from mbnas.train import (
     capture_rng_state,
     check_optim_config,
     load_checkpoint,
-    make_criterion,
-    make_optimizer,
-    make_scheduler,
+    make_optimization,
     model_device,
     recalibrate_bn,
     restore_rng_state,
@@ -115,17 +113,14 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
     """
     check_sandwich_config(cfg)
     device = model_device(supernet)
-    optimizer = make_optimizer(supernet, cfg.optim)
-    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-    criterion = make_criterion(cfg.optim)
+    optimizer, scheduler, criterion = make_optimization(supernet, cfg.optim, cfg.steps)
     rng, stream, step = random.Random(cfg.seed), BatchStream(train_loader), 0
     settings = _settings(cfg, space)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
-        if state.get("settings") != settings:
-            raise ConfigError(str(checkpoint), "was written by a run with other settings "
-                              f"({state.get('settings')})", "use the same settings, or delete "
-                              "the checkpoint to start afresh")
+        check_resumable(state.get("settings", {}), settings, where=str(checkpoint),
+                        problem="was written by a run with other settings",
+                        fix="use the same settings, or delete the checkpoint to start afresh")
         supernet.load_state_dict(state["model"])
         if state["optimizer"] is not None:  # a finished warm-up keeps only the weights
             optimizer.load_state_dict(state["optimizer"])
