@@ -22,10 +22,10 @@ from pathlib import Path
 
 import mbnas
 from mbnas.arch import ArchSpec
-from mbnas.commands import train as train_command
 from mbnas.config import load_config
 from mbnas.runner import SearchConfig, run_search
 from mbnas.scaling import scale_arch
+from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
 
 
@@ -58,12 +58,11 @@ def search(label: str, sampler: str, args: argparse.Namespace, out: Path) -> tup
     return out / label / "best.yaml", time.perf_counter() - start
 
 
-def train(label: str, arch_path: Path, args: argparse.Namespace, out: Path) -> float:
+def train_winner(label: str, arch_path: Path, args: argparse.Namespace, out: Path) -> float:
     overrides = [f"arch={arch_path}", "data=cifar10", f"data.root={args.data}",
                  f"epochs={args.epochs}", f"runs_dir={out}", f"name=train-{label}",
                  f"seed={args.seed}", "data.workers=0", "progress=false"]
-    train_command.run(load_config("train", overrides, train_command.Config))
-    return json.loads((out / f"train-{label}" / "result.json").read_text())["accuracy"]
+    return train(load_config("train", overrides, TrainConfig)).result["accuracy"]
 
 
 def main() -> None:
@@ -91,7 +90,7 @@ def main() -> None:
     for index, (label, (path, search_s)) in enumerate(entries.items()):
         arch = mbnas.load_arch(path)
         cost = mbnas.count(arch)
-        accuracy = train(f"{index}", path, args, out)
+        accuracy = train_winner(f"{index}", path, args, out)
         rows.append({"entry": label, "arch": str(path), "macs": cost.macs, "params": cost.params,
                      "accuracy": accuracy, "search_s": search_s})
         print(f"trained {label}: accuracy {accuracy:.4f}", flush=True)

@@ -7,10 +7,11 @@ import sys
 
 from omegaconf import OmegaConf
 
-from mbnas.config import load_config
+from mbnas.config import compose_config
 from mbnas.errors import MbnasError
 
-# Each command module defines ``Config`` (its schema) and ``run(cfg) -> int | None``.
+# Each command module defines ``Config`` (its schema) and ``run(cfg) -> int | None``, which gets
+# an instance of ``Config``: the typed settings, checked once here.
 COMMANDS = {
     "search": ("mbnas.commands.search", "search a space under MAC / latency / parameter budgets"),
     "report": ("mbnas.commands.report", "top trials and Pareto set of a search run"),
@@ -48,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[command][0])
     try:
-        cfg = load_config(command, overrides, module.Config)
+        cfg = compose_config(command, overrides, module.Config)
         if "--cfg" in argv[1:]:
             print(OmegaConf.to_yaml(cfg), end="")
             return 0
-        return module.run(cfg) or 0
+        return module.run(OmegaConf.to_object(cfg)) or 0
     except MbnasError as error:
         print(f"mbnas {command}: error: {error}", file=sys.stderr)
         return 2

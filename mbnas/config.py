@@ -1,8 +1,10 @@
-"""Command configuration: compose ``conf/<command>.yaml`` with Hydra overrides, check the schema."""
+"""Command configuration: compose ``conf/<command>.yaml`` with Hydra overrides, check the schema,
+and hand the command its typed dataclasses."""
 
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import TypeVar
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -12,8 +14,17 @@ from omegaconf.errors import OmegaConfBaseException
 from mbnas.errors import ConfigError
 from mbnas.resources import conf_dir
 
+Schema = TypeVar("Schema")
 
-def load_config(command: str, overrides: list[str], schema: type | None = None) -> DictConfig:
+
+class OutputFormat(Enum):
+    """How a command prints its result: a table for people, one JSON line for programs."""
+
+    table = "table"
+    json = "json"
+
+
+def compose_config(command: str, overrides: list[str], schema: type) -> DictConfig:
     """The resolved config of ``command``, typo- and type-checked against its dataclass schema."""
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
@@ -21,14 +32,8 @@ def load_config(command: str, overrides: list[str], schema: type | None = None) 
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError("overrides", _first_line(error),
                           f"see `python -m mbnas {command} --cfg` for the valid keys") from None
-    if schema is None:
-        return cfg
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
-    except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None) or f"config of `{command}`"
-        raise ConfigError(key, _first_line(error),
-                          f"see `python -m mbnas {command} --cfg` for the valid keys") from None
+    merged = merge_schema(schema, cfg, unnamed=f"config of `{command}`",
+                          fix=f"see `python -m mbnas {command} --cfg` for the valid keys")
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(missing[0], "required but not given",
@@ -39,6 +44,18 @@ def load_config(command: str, overrides: list[str], schema: type | None = None) 
     return merged
 
 
+def merge_schema(schema: type, values: object, *, fix: str, prefix: str = "",
+                 unnamed: str = "config") -> DictConfig:
+    """``values`` over ``schema``'s defaults; an unknown key or a wrong type raises ConfigError
+    naming the key (``prefix.key``), or ``unnamed`` when OmegaConf names none."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), values)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        where = (f"{prefix}.{key}" if prefix else key) if key else unnamed
+        raise ConfigError(where, _first_line(error), fix) from None
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     # OmegaConf appends a "full_key: ... object_type=..." trailer that says nothing new.
@@ -47,5 +64,6 @@ def _first_line(error: Exception) -> str:
                                                                        "reference_type=")))
 
 
-def to_container(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+def load_config(command: str, overrides: list[str], schema: type[Schema]) -> Schema:
+    """The config of ``command`` as an instance of its ``schema`` dataclass."""
+    return OmegaConf.to_object(compose_config(command, overrides, schema))  # type: ignore

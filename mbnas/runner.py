@@ -106,7 +106,7 @@ def latency_estimator(cfg: LatencyConfig, space: SearchSpace
 
 def search_budget(cfg: Any) -> Budget:
     """The run's budgets, parsed from ``budget.*`` (empty: unconstrained)."""
-    return Budget.from_config(OmegaConf.to_container(cfg.budget) if cfg.budget else {})
+    return Budget.from_config(cfg.budget)
 
 
 def search_space(cfg: Any) -> SearchSpace:

@@ -68,7 +68,7 @@ def test_resume_is_exact(tmp_path, tiny_arch, monkeypatch):
     args = ["train", f"arch={tiny_arch}", "drop_path=0.2", *SMALL]
     assert main([*args, "name=straight"]) == 0
 
-    import mbnas.commands.train as command
+    import mbnas.trainer as command
 
     real_step, calls = command.train_step, []
 

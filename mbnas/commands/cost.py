@@ -6,19 +6,16 @@ import json
 from dataclasses import dataclass, field
 
 from mbnas.architectures import load_arch
+from mbnas.config import OutputFormat
 from mbnas.cost import count
-from mbnas.cost.latency import measure
+from mbnas.cost.latency import LatencyConfig, measure
 from mbnas.scaling import scale_arch
 from mbnas.units import format_count
-from mbnas.validation import check_choice
 
 
 @dataclass
-class LatencyConfig:
-    measure: bool = True
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 30
+class CostLatencyConfig(LatencyConfig):
+    measure: bool = True  # time batch-1 inference on this CPU
 
 
 @dataclass
@@ -27,19 +24,18 @@ class Config:
     width: float = 1.0
     depth: float = 1.0
     resolution: int | None = None
-    format: str = "table"
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    format: OutputFormat = OutputFormat.table
+    latency: CostLatencyConfig = field(default_factory=CostLatencyConfig)
 
 
 def run(cfg: Config) -> None:
-    check_choice(cfg.format, "format", ("table", "json"))
     arch = scale_arch(load_arch(cfg.arch), cfg.width, cfg.depth, cfg.resolution)
     cost = count(arch)
     latency = None
     if cfg.latency.measure:
         latency = measure(arch, threads=cfg.latency.threads, warmup=cfg.latency.warmup,
                           repeats=cfg.latency.repeats)
-    if cfg.format == "json":
+    if cfg.format is OutputFormat.json:
         result = {"arch": arch.name, "resolution": arch.resolution, **cost.to_dict(),
                   "latency_ms": latency and round(latency.median_ms, 4),
                   "latency_threads": cfg.latency.threads}

@@ -13,6 +13,16 @@ from mbnas.architectures import load_arch
 from mbnas.nn import build
 
 
+@dataclass
+class LatencyConfig:
+    """How latency is measured: batch 1 on ``threads`` threads, ``warmup`` untimed runs, then
+    the median of ``repeats`` timed ones (the ``latency`` config node of `cost` and `search`)."""
+
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 30
+
+
 @dataclass(frozen=True)
 class Latency:
     """Median latency in milliseconds, with the spread and settings it was measured under."""

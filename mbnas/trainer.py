@@ -1,0 +1,273 @@
+"""Full training of one network in a run folder, resumable exactly, and scoring what it trained.
+
+A train run (see :class:`mbnas.run_folder.RunFolder`) keeps its settings, the network as trained,
+a checkpoint written every epoch and on interruption, TensorBoard curves and, once finished, the
+weights and the validation result. Running the same settings again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from mbnas.arch import ArchSpec
+from mbnas.architectures import load_arch
+from mbnas.cost import count
+from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
+from mbnas.errors import ConfigError, MbnasError
+from mbnas.nn import build
+from mbnas.resume import check_resumable
+from mbnas.run_folder import RunFolder
+from mbnas.train import (
+    EvalResult,
+    OptimConfig,
+    capture_rng_state,
+    check_optim_config,
+    evaluate,
+    load_checkpoint,
+    make_optimization,
+    recalibrate_bn,
+    resolve_device,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+    train_step,
+)
+from mbnas.validation import check_float, check_int
+
+CHECKPOINT_FORMAT = "mbnas-train/1"
+# Settings that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("progress", "device", "runs_dir", "name", "data.workers")
+
+
+@dataclass
+class TrainConfig:
+    """Schema of ``conf/train.yaml``."""
+
+    arch: str | None = None  # built-in name or ArchSpec YAML; null: the one in `init`
+    init: str | None = None  # a search run (best.yaml + best.pt) or train run to start from
+    name: str | None = None  # run folder runs/<name>; default: the architecture's name
+    runs_dir: str = "runs"
+    epochs: int = 30
+    drop_path: float | None = None  # stochastic depth rate of the last block; null: the arch's
+    bn_images: int = 2048  # images for BN recalibration of inherited and final weights; 0: off
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A train run's folder and result; ``already_trained`` when it had finished before."""
+
+    run: RunFolder
+    result: dict[str, Any]
+    already_trained: bool
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Reject settings that cannot work, naming the key."""
+    check_int(cfg.epochs, "epochs")
+    check_int(cfg.bn_images, "bn_images", minimum=0)
+    check_int(cfg.seed, "seed", minimum=0)
+    if cfg.drop_path is not None:
+        check_float(cfg.drop_path, "drop_path", 0.0, 0.9)
+    check_optim_config(cfg.optim)
+
+
+# ---------------------------------------------------------------- networks on disk
+
+
+def load_weights(model: nn.Module, path: Path, *, skip_classifier: bool = False) -> None:
+    """Load a state_dict into ``model``; a classifier for other classes may be left fresh."""
+    state = load_checkpoint(path)
+    state = state.get("model", state)
+    own = model.state_dict()
+    if skip_classifier:
+        state = {k: v for k, v in state.items()
+                 if not (k.startswith("head.classifier.") and v.shape != own[k].shape)}
+    try:
+        missing, _ = model.load_state_dict(state, strict=not skip_classifier)
+    except RuntimeError as error:
+        raise ConfigError(str(path), "weights do not fit the architecture "
+                          f"({str(error).splitlines()[1].strip()})",
+                          "use the arch the weights were saved with (leave arch unset)") from None
+    if [k for k in missing if not k.startswith("head.classifier.")]:
+        raise ConfigError(str(path), f"weights lack {missing[0]}", "use matching arch and weights")
+
+
+def network_arch(cfg: TrainConfig, num_classes: int) -> tuple[ArchSpec, Path | None]:
+    """The ArchSpec to train (classes set to the dataset's) and the weights to start from."""
+    weights = None
+    if cfg.init:
+        arch_path, weights = RunFolder(Path(cfg.init)).network()
+        arch = load_arch(cfg.arch or arch_path)
+    elif cfg.arch:
+        arch = load_arch(cfg.arch)
+    else:
+        raise ConfigError("arch", "not given", "use arch=<built-in name or YAML path>, or "
+                          "init=runs/<search run> to train the architecture a search found")
+    arch = arch.replace(num_classes=num_classes)
+    if cfg.drop_path is not None:
+        arch = arch.replace(drop_path=cfg.drop_path)
+    return arch, weights
+
+
+def evaluate_run(folder: str | Path, data: DataConfig, device: torch.device
+                 ) -> tuple[ArchSpec, EvalResult]:
+    """The network a finished run saved, scored on ``data``'s split."""
+    arch_path, weights = RunFolder(Path(folder)).network()
+    arch = load_arch(arch_path)
+    classes = dataset_num_classes(data)
+    if classes != arch.num_classes:
+        raise ConfigError("data", f"data={data.name} has {classes} classes but {folder} "
+                          f"was trained for {arch.num_classes}", "pass the data= settings the "
+                          "network was trained with")
+    model = build(arch)
+    load_weights(model, weights)
+    model.to(device)
+    return arch, evaluate(model, make_loader(data, data.split, shuffle=False))
+
+
+# ---------------------------------------------------------------- the training loop
+
+
+class Trainer:
+    """Full training of one network with per-epoch checkpoints and exact resumption."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, run: RunFolder,
+                 loaders: tuple) -> None:
+        self.model, self.cfg, self.run = model, cfg, run
+        self.train_loader, self.val_loader = loaders
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.optimization = make_optimization(model, cfg.optim, self.total_steps)
+        self.step, self.history = 0, []
+
+    def save(self) -> None:
+        optimizer, scheduler, _ = self.optimization
+        save_checkpoint(self.run.last_checkpoint, {
+            "format": CHECKPOINT_FORMAT, "step": self.step, "history": self.history,
+            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": capture_rng_state()})
+
+    def resume(self) -> bool:
+        """Load the run's checkpoint when present; whether there was one."""
+        path = self.run.last_checkpoint
+        if not path.is_file():
+            return False
+        state = load_checkpoint(path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise MbnasError(f"{path}: not a `train` checkpoint; delete it to start afresh")
+        self.model.load_state_dict(state["model"])
+        self.optimization.optimizer.load_state_dict(state["optimizer"])
+        self.optimization.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.history = state["step"], state["history"]
+        restore_rng_state(state["rng"])
+        return True
+
+    def fit(self) -> None:
+        """Train up to ``total_steps``, validating and checkpointing after every epoch."""
+        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.run.name,
+                   disable=not self.cfg.progress, unit="step", dynamic_ncols=True)
+        try:
+            while self.step < self.total_steps:
+                self._epoch(writer, bar)
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            bar.close()
+            writer.close()
+
+    def _epoch(self, writer: SummaryWriter, bar: tqdm) -> None:
+        epoch, offset = divmod(self.step, self.steps_per_epoch)
+        optimizer, scheduler, criterion = self.optimization
+        set_epoch(self.train_loader, epoch, offset)
+        for batch in self.train_loader:
+            loss = train_step(self.model, batch, optimizer, scheduler, criterion,
+                              grad_clip=self.cfg.optim.grad_clip)
+            self.step += 1
+            writer.add_scalar("train/loss", loss, self.step)
+            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        result = evaluate(self.model, self.val_loader)
+        self.history.append({"epoch": epoch + 1, "step": self.step, **result.to_dict()})
+        writer.add_scalar("val/accuracy", result.accuracy, self.step)
+        writer.add_scalar("val/loss", result.loss, self.step)
+        bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{result.accuracy:.3f}")
+        self.save()
+
+
+# ---------------------------------------------------------------- a whole train run
+
+
+def train(cfg: TrainConfig) -> TrainOutcome:
+    """Train the network ``cfg`` describes in its run folder: afresh, resumed, or already done."""
+    check_train_config(cfg)
+    device = resolve_device(cfg.device)
+    arch, init_weights = network_arch(cfg, dataset_num_classes(cfg.data))
+    run = RunFolder.named(cfg.runs_dir, cfg.name or arch.name)
+    settings = dataclasses.asdict(cfg)
+    check_resumable(run.saved_settings(), settings, where=str(run.path),
+                    problem="was started with other settings",
+                    fix="run with another name=, or delete the folder to start over",
+                    may_change=RESUMABLE_CHANGES)
+    if run.result.is_file():
+        return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True)
+    run.save_settings(settings)
+    arch.save(run.arch)
+    return TrainOutcome(run, train_network(arch, init_weights, cfg, run, device),
+                        already_trained=False)
+
+
+def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, run: RunFolder,
+                  device: torch.device) -> dict[str, Any]:
+    """Train (or resume) ``arch`` in ``run``; write its weights and result."""
+    started = time.perf_counter()
+    seed_everything(cfg.seed)
+    model = build(arch)
+    if init_weights is not None:
+        load_weights(model, init_weights, skip_classifier=True)
+    model.to(device)
+    train_loader = make_loader(cfg.data, "train", drop_last=True)
+    if len(train_loader) == 0:
+        raise ConfigError("data.batch_size", f"{cfg.data.batch_size} exceeds the "
+                          f"{len(train_loader.dataset)} training images", "lower it")
+    trainer = Trainer(model, cfg, run, (train_loader, make_loader(cfg.data, "val")))
+    if trainer.resume():
+        print(f"resuming {run.path} at step {trainer.step}/{trainer.total_steps}")
+    elif init_weights is not None:  # inherited weights come with other networks' BN statistics
+        recalibrate(model, train_loader, cfg.bn_images)
+    trainer.fit()
+    recalibrate(model, train_loader, cfg.bn_images, epoch=cfg.epochs)
+    result = evaluate(model, trainer.val_loader)
+    torch.save(model.state_dict(), run.model)
+    cost = count(arch)
+    summary = {"name": run.name, "arch": arch.name, **result.to_dict(), "split": "val",
+               "epochs": cfg.epochs, "steps": trainer.step, "data": cfg.data.name,
+               "train_resolution": cfg.data.resolution, "resolution": arch.resolution,
+               "macs": cost.macs, "params": cost.params, "history": trainer.history,
+               "seconds": round(time.perf_counter() - started, 2)}
+    run.result.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def recalibrate(model: nn.Module, loader: Any, images: int, epoch: int = 0) -> None:
+    """BatchNorm statistics from ``images`` training images of ``epoch`` (0: off)."""
+    if images:
+        set_epoch(loader, epoch)
+        recalibrate_bn(model, loader, images)
