@@ -48,7 +48,8 @@ import mbnas
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.errors import ConfigError, MbnasError
-from mbnas.search import SAMPLERS, StopAtTotal, make_sampler  # the search's sampler factory
+from mbnas.search.callbacks import StopAtTotal
+from mbnas.search.study import SAMPLERS, make_sampler  # the search's sampler factory
 from mbnas.space import SearchSpace
 from mbnas.units import format_count, parse_count
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from mbnas.config import load_config
-from mbnas.runner import SearchConfig, run_search
+from mbnas.search import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parent.parent
 

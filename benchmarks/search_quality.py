@@ -23,8 +23,8 @@ from pathlib import Path
 import mbnas
 from mbnas.arch import ArchSpec
 from mbnas.config import load_config
-from mbnas.runner import SearchConfig, run_search
 from mbnas.scaling import scale_arch
+from mbnas.search import SearchConfig, run_search
 from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
 

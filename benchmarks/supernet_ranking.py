@@ -21,7 +21,7 @@ import torch
 
 import mbnas
 from mbnas.data import DataConfig, make_loader
-from mbnas.evaluate import train_briefly
+from mbnas.evaluators.brief_training import train_briefly
 from mbnas.space import load_space
 from mbnas.supernet import Supernet
 from mbnas.supernet.training import SandwichConfig, subnet, train_supernet

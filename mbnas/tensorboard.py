@@ -77,15 +77,3 @@ class StudyLog:
     def close(self) -> None:
         self.writer.close()
 
-
-def pareto_indices(points: Sequence[Mapping[str, float]], cost_key: str) -> list[int]:
-    """Indices of points no other point beats on both accuracy (higher) and cost (lower)."""
-    front = []
-    for i, p in enumerate(points):
-        dominated = any(
-            q["accuracy"] >= p["accuracy"] and q[cost_key] <= p[cost_key]
-            and (q["accuracy"] > p["accuracy"] or q[cost_key] < p[cost_key])
-            for q in points)
-        if not dominated:
-            front.append(i)
-    return front

@@ -78,7 +78,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW; no weight decay on BN and bias parameters."""
-    check_optim_config(cfg)
+    check_choice(cfg.optimizer, "optim.optimizer", OPTIMIZERS)
     groups = parameter_groups(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)

@@ -7,9 +7,12 @@ import pytest
 
 import mbnas
 from mbnas.budget import Budget
-from mbnas.search import Objective, StopAtTotal, enqueue_seeds
+from mbnas.evaluators import Evaluation
+from mbnas.search.callbacks import StopAtTotal
+from mbnas.search.objective import Objective
+from mbnas.search.study import enqueue_seeds
+from mbnas.search.trials import pareto_indices
 from mbnas.space import load_space
-from mbnas.tensorboard import StudyLog, pareto_indices
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
@@ -29,10 +32,10 @@ def test_reference_seeds_that_belong_to_the_space_are_tried_first():
 def make_objective(tmp_path, budget: Budget, scores: list) -> Objective:
     def evaluate(arch, log):
         scores.append(arch)
-        return 0.5
+        return Evaluation(0.5, 0.0)
 
     space = load_space(TINY_SPACE)
-    return Objective(space, budget, "accuracy", evaluate, None, tmp_path, StudyLog(tmp_path))
+    return Objective(space, budget, "accuracy", evaluate, None, tmp_path)
 
 
 def test_over_budget_candidates_are_pruned_untrained_with_reason_and_constraints(tmp_path):

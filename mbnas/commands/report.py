@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING
 
 from mbnas.config import OutputFormat
-from mbnas.report import format_report, report
-from mbnas.runner import load_run
+from mbnas.search import format_report, report_run
 
 
 @dataclass
@@ -20,6 +19,5 @@ class Config:
 
 
 def run(cfg: Config) -> None:
-    search_cfg, study = load_run(cfg.run)
-    result = report(study, search_cfg.objective, cfg.top)
+    result = report_run(cfg.run, cfg.top)
     print(json.dumps(result) if cfg.format is OutputFormat.json else format_report(result))

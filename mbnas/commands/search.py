@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mbnas.runner import SearchConfig, run_search
+from mbnas.search import SearchConfig, run_search
 
 Config = SearchConfig
 

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
 
-from mbnas.search import OBJECTIVES, best_trials
-from mbnas.tensorboard import pareto_indices
+from mbnas.search.objective import cost_metric
+from mbnas.search.run import load_run
+from mbnas.search.trials import best_trials, pareto_indices, trial_records
 
 COLUMNS = ("number", "state", "accuracy", "macs", "params", "latency_ms")
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: its number, state, costs, accuracy and architecture choices."""
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        rows.append({"number": trial.number, "state": trial.state.name.lower(),
-                     "accuracy": attrs.get("accuracy"), "macs": attrs.get("macs"),
-                     "params": attrs.get("params"), "latency_ms": attrs.get("latency_ms"),
-                     "choices": dict(trial.params),
-                     "pruned_reason": attrs.get("pruned_reason"),
-                     "duplicate_of": attrs.get("duplicate_of")})
-    return rows
-
-
 def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]:
     """Every trial, the top ``top`` by accuracy, the Pareto set and the exported best."""
-    rows = trial_rows(study)
+    rows = [record.row() for record in trial_records(study)]
     # A re-sampled architecture repeats its first trial's score: list each network once.
     complete = [r for r in rows if r["state"] == "complete" and r["duplicate_of"] is None]
-    cost_key = OBJECTIVES.get(objective) or "macs"
+    cost_key = cost_metric(objective)
     usable = [r for r in complete if r[cost_key] is not None]
     pareto = sorted((usable[i] for i in pareto_indices(usable, cost_key)),
                     key=lambda r: r[cost_key])
@@ -42,6 +30,12 @@ def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]
             "best": best[0].number if best else None,
             "counts": {state: sum(r["state"] == state for r in rows)
                        for state in ("complete", "pruned", "fail", "running")}}
+
+
+def report_run(path: str | Path, top: int = 10) -> dict[str, Any]:
+    """:func:`report` of the search run in folder ``path``."""
+    cfg, study = load_run(path)
+    return report(study, cfg.objective, top)
 
 
 def _cell(key: str, value: Any) -> str:

@@ -1,0 +1,82 @@
+"""The evaluator interface: an architecture in, its score and what scoring it cost out.
+
+An evaluator is one class with a typed config (the schema of ``conf/evaluator/<name>.yaml``),
+registered by name (:func:`mbnas.evaluators.register`). The search builds it once per run with an
+:class:`EvaluationContext`, calls :meth:`Evaluator.prepare` before the first trial and
+:meth:`Evaluator.evaluate` per candidate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from omegaconf import MISSING
+from torch import nn
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import Budget
+from mbnas.data import DataConfig
+from mbnas.run_folder import RunFolder
+from mbnas.space import SearchSpace
+from mbnas.tensorboard import TrialLog
+
+
+@dataclass
+class EvaluatorConfig:
+    """What every evaluator's config holds: its name, as ``evaluator=NAME`` chose it."""
+
+    name: str = MISSING
+
+    def check(self) -> None:
+        """Reject settings that cannot work, naming the key (nothing to check here)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluator's verdict on one architecture: a score (higher is better; validation
+    accuracy for evaluators that train) and the seconds it took."""
+
+    score: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """What a search gives every evaluator: data, device, seed, the space and its budget."""
+
+    data: DataConfig
+    device: torch.device
+    seed: int
+    space: SearchSpace
+    budget: Budget
+
+
+class Evaluator(ABC):
+    """Scores candidate architectures for the search."""
+
+    name: ClassVar[str]
+    config: ClassVar[type[EvaluatorConfig]]  # the schema of conf/evaluator/<name>.yaml
+    # Whether :meth:`model_for` gives networks with weights worth exporting (best.pt).
+    exports_weights: ClassVar[bool] = False
+
+    def __init__(self, cfg: EvaluatorConfig, context: EvaluationContext) -> None:
+        self.cfg, self.context = cfg, context
+
+    def prepare(self, run: RunFolder) -> None:
+        """Work done once per run before the first trial, resumable (nothing by default)."""
+        return None
+
+    def restore(self, run: RunFolder) -> None:
+        """Load what :meth:`prepare` left in ``run``, refusing to redo it (nothing by default)."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+        """Score ``arch``, logging curves to ``log`` when given."""
+
+    def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
+        """``arch``'s network with the weights this evaluator gives it (see ``exports_weights``)."""
+        raise NotImplementedError(f"evaluator {self.name!r} holds no weights to export")

@@ -1,0 +1,82 @@
+"""Evaluators that train a candidate briefly and score it on the validation split."""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mbnas.arch import ArchSpec
+from mbnas.data import make_loader
+from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.tensorboard import TrialLog
+from mbnas.train import (
+    OptimConfig,
+    check_optim_config,
+    evaluate,
+    infinite,
+    make_optimization,
+    train_step,
+)
+
+
+@dataclass
+class BriefTrainingConfig(EvaluatorConfig):
+    """Settings of evaluators that train briefly: the optimiser, and how much to validate."""
+
+    eval_batches: int | None = None  # cap on validation batches (None: the whole split)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def check(self) -> None:
+        check_optim_config(self.optim)
+
+
+def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimConfig,
+                  log: TrialLog | None = None) -> float:
+    """``steps`` optimiser steps with a cosine schedule; returns the last loss (NaN if none)."""
+    if steps <= 0:
+        return float("nan")
+    optimizer, scheduler, criterion = make_optimization(model, optim, steps)
+    loss = float("nan")
+    for step in range(steps):
+        loss = train_step(model, next(batches), optimizer, scheduler, criterion,
+                          grad_clip=optim.grad_clip)
+        if log is not None:
+            log.scalar("train/loss", loss, step)
+    return loss
+
+
+class BriefTrainingEvaluator(Evaluator):
+    """Scores the network :meth:`model_for` trains, by its validation accuracy."""
+
+    cfg: BriefTrainingConfig
+
+    def __init__(self, cfg: BriefTrainingConfig, context: EvaluationContext) -> None:
+        super().__init__(cfg, context)
+        self.train_loader = make_loader(context.data, "train", shuffle=True)
+        self.val_loader = make_loader(context.data, "val", shuffle=False)
+        self.batches = infinite(self.train_loader)
+
+    @abstractmethod
+    def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
+        """``arch``'s network after this evaluator's brief training."""
+
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+        start = time.perf_counter()
+        model = self.model_for(arch, log)
+        result = evaluate(model, self.val_loader, max_batches=self.cfg.eval_batches)
+        seconds = time.perf_counter() - start
+        if log is not None:
+            log.scalar("val/accuracy", result.accuracy, 0)
+            log.scalar("val/loss", result.loss, 0)
+            log.scalar("time/evaluation_s", seconds, 0)
+        return Evaluation(result.accuracy, seconds)
+
+    def seed_for(self, arch: ArchSpec) -> None:
+        """Seed torch from ``arch``: the same candidate gets the same initialisation and batch
+        order in any trial."""
+        torch.manual_seed(self.context.seed + int(arch.digest()[:8], 16))

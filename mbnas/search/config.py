@@ -1,0 +1,54 @@
+"""The settings of a search (the schema of ``conf/search.yaml``), checked once before it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mbnas.data import DataConfig
+from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
+from mbnas.search.objective import OBJECTIVES
+from mbnas.search.study import SAMPLERS
+from mbnas.validation import check_choice, check_int
+
+
+@dataclass
+class ExportConfig:
+    """What a search exports beside best.yaml (and pareto/)."""
+
+    weights: bool = True  # inherited (supernet) weights of the best architecture as best.pt
+    onnx: bool = False
+    torchscript: bool = False
+
+
+@dataclass
+class SearchConfig:
+    """Schema of ``conf/search.yaml``."""
+
+    name: str | None = None
+    runs_dir: str = "runs"
+    space: str | None = None
+    budget: dict[str, Any] = field(default_factory=dict)
+    objective: str = "accuracy"
+    sampler: str = "tpe"
+    startup_trials: int = 10
+    n_trials: int = 30
+    max_pruned_trials: int = 2000
+    seed: int = 0
+    seeds: list[str] = field(default_factory=list)
+    storage: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    latency: LatencyEstimateConfig = field(default_factory=LatencyEstimateConfig)
+    # The chosen evaluator's settings, typed by its own schema: see mbnas.evaluators.
+    evaluator: dict[str, Any] = field(default_factory=lambda: {"name": "supernet"})
+    data: DataConfig = field(default_factory=DataConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def check_search_config(cfg: SearchConfig) -> None:
+    """Reject settings that cannot work, naming the key."""
+    check_choice(cfg.objective, "objective", tuple(OBJECTIVES))
+    check_choice(cfg.sampler, "sampler", SAMPLERS)
+    check_int(cfg.n_trials, "n_trials", minimum=1)
+    check_choice(cfg.latency.mode, "latency.mode", LATENCY_MODES)

@@ -1,0 +1,111 @@
+"""The search's objective: sample a candidate, cost it, enforce the budgets, evaluate, record.
+
+Every sampled candidate is costed first; one over budget is pruned with the reason stored on the
+trial and its constraint values given to the sampler (``trial.set_constraint``), so the sampler
+learns the feasible region and nothing over budget is ever trained, reported or exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import Budget
+from mbnas.cost import count
+from mbnas.evaluators import Evaluation
+from mbnas.search.trials import (
+    COMPLETE,
+    TrialRecord,
+    record_candidate,
+    record_duplicate,
+    record_pruned,
+    record_score,
+    trial_records,
+)
+from mbnas.space import SearchSpace
+from mbnas.tensorboard import TrialLog
+
+OBJECTIVES = {  # name: (second objective's metric or None)
+    "accuracy": None,
+    "accuracy-macs": "macs",
+    "accuracy-latency": "latency_ms",
+    "accuracy-params": "params",
+}
+
+
+def cost_metric(objective: str) -> str:
+    """The cost an objective trades accuracy against (MACs for accuracy alone)."""
+    return OBJECTIVES[objective] or "macs"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sampled architecture with its costs (latency ``None`` when not estimated)."""
+
+    arch: ArchSpec
+    macs: int
+    params: int
+    latency_ms: float | None
+
+    @property
+    def costs(self) -> dict[str, float | None]:
+        return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}
+
+
+@dataclass
+class Objective:
+    """Optuna objective: sample, cost, check budgets, evaluate, log."""
+
+    space: SearchSpace
+    budget: Budget
+    objective: str
+    evaluate: Callable[[ArchSpec, TrialLog], Evaluation]
+    estimate_latency: Callable[[ArchSpec], float] | None
+    log_dir: Path
+
+    def candidate(self, trial: optuna.Trial) -> Candidate:
+        arch = self.space.sample(trial)
+        cost = count(arch)
+        latency = None
+        fits_otherwise = not self.budget.violations({"macs": cost.macs, "params": cost.params})
+        # Latency costs a measurement: skip it for candidates already over another budget.
+        if self.estimate_latency is not None and fits_otherwise:
+            latency = self.estimate_latency(arch)
+        return Candidate(arch, cost.macs, cost.params, latency)
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        candidate = self.candidate(trial)
+        costs = candidate.costs
+        record_candidate(trial, candidate.arch, costs)
+        for key, value in self.budget.constraints(costs).items():
+            trial.set_constraint(key, value)
+        reasons = self.budget.violations(costs)
+        if self.budget.needs_latency and candidate.latency_ms is None:
+            reasons = reasons or ["over budget before latency was measured"]
+            trial.set_constraint("latency_ms", 1.0)
+        if reasons:
+            record_pruned(trial, reasons)
+            raise optuna.TrialPruned("over budget: " + "; ".join(reasons))
+        accuracy = self._accuracy(trial, candidate)
+        second = OBJECTIVES[self.objective]
+        return accuracy if second is None else (accuracy, float(costs[second]))
+
+    def _accuracy(self, trial: optuna.Trial, candidate: Candidate) -> float:
+        earlier = self._evaluated_before(trial.study, candidate.arch.digest())
+        if earlier is not None:
+            record_duplicate(trial, earlier)
+            return earlier.accuracy
+        log = TrialLog(self.log_dir, trial.number)
+        evaluation = self.evaluate(candidate.arch, log)
+        record_score(trial, float(evaluation.score), evaluation.seconds)
+        log.finish(self.space.choices(candidate.arch),
+                   {"accuracy": evaluation.score, **candidate.costs})
+        return float(evaluation.score)
+
+    @staticmethod
+    def _evaluated_before(study: optuna.Study, digest: str) -> TrialRecord | None:
+        return next((r for r in trial_records(study, COMPLETE) if r.digest == digest), None)

@@ -1,0 +1,215 @@
+"""A search run: checked before any training, started or resumed in its run folder, exported.
+
+Everything of a run lives in its :class:`~mbnas.run_folder.RunFolder`; running the same command
+again with the same name resumes it, and any number of workers may share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from omegaconf import OmegaConf
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import Budget, check_reachable
+from mbnas.config import merge_schema
+from mbnas.cost import count
+from mbnas.data import dataset_num_classes
+from mbnas.errors import ConfigError
+from mbnas.evaluators import (
+    EvaluationContext,
+    Evaluator,
+    EvaluatorConfig,
+    evaluator_class,
+    evaluator_config,
+    make_evaluator,
+)
+from mbnas.export import export_arch, export_trial
+from mbnas.locking import file_lock
+from mbnas.run_folder import RunFolder
+from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
+from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
+from mbnas.search.latency import latency_estimator
+from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
+from mbnas.search.study import (
+    enqueue_seeds,
+    make_sampler,
+    open_study,
+    storage_url,
+    study_directions,
+)
+from mbnas.search.trials import COMPLETE, best_trials, count_trials
+from mbnas.space import SearchSpace, load_space
+from mbnas.tensorboard import StudyLog
+from mbnas.train import resolve_device, seed_everything
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A search checked and set up before its first trial."""
+
+    cfg: SearchConfig
+    space: SearchSpace
+    budget: Budget
+    evaluator: EvaluatorConfig
+    folder: RunFolder
+    estimate_latency: Callable[[ArchSpec], float] | None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as run, the evaluator's with its defaults: the run's config.yaml."""
+        return {**dataclasses.asdict(self.cfg), "evaluator": dataclasses.asdict(self.evaluator)}
+
+    def signature(self) -> dict[str, Any]:
+        """What a resumed search must keep: space, budget, objective, resolution."""
+        return {"space": self.space.name, "budget": self.budget.describe(),
+                "objective": self.cfg.objective, "resolution": self.space.resolution}
+
+
+def default_run_name(space: SearchSpace, budget: Budget, objective: str) -> str:
+    suffix = "" if objective == "accuracy" else f"-{objective}"
+    return f"{space.name}-{budget.slug()}{suffix}"
+
+
+def search_space(cfg: SearchConfig) -> SearchSpace:
+    """The run's space, its classifier sized for the data: budgets cover the deployed network."""
+    return load_space(cfg.space).replace(num_classes=dataset_num_classes(cfg.data))
+
+
+def smallest_costs(space: SearchSpace, estimate_latency: Callable[[ArchSpec], float] | None,
+                   budget: Budget) -> dict[str, float | None]:
+    """Costs of the space's smallest member: the floor any budget must clear."""
+    smallest = space.smallest()
+    cost = count(smallest)
+    latency = estimate_latency(smallest) if (estimate_latency and budget.needs_latency) else None
+    return {"macs": cost.macs, "params": cost.params, "latency_ms": latency}
+
+
+def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget
+                       ) -> EvaluationContext:
+    return EvaluationContext(cfg.data, resolve_device(cfg.device), cfg.seed, space, budget)
+
+
+def prepare(cfg: SearchConfig) -> SearchRun:
+    """Check every input and budget before any training; bad input raises ConfigError."""
+    budget = Budget.from_config(cfg.budget)
+    check_search_config(cfg)
+    evaluator = evaluator_config(cfg.evaluator)
+    space = search_space(cfg)
+    estimate = latency_estimator(cfg.latency, space)
+    if estimate is None and (budget.needs_latency or OBJECTIVES[cfg.objective] == "latency_ms"):
+        raise ConfigError("latency.mode", "is none, but a latency budget or objective needs it",
+                          "use latency=measured or latency=table")
+    check_reachable(budget, smallest_costs(space, estimate, budget), space.name)
+    name = cfg.name or default_run_name(space, budget, cfg.objective)
+    return SearchRun(cfg, space, budget, evaluator, RunFolder(Path(cfg.runs_dir) / name),
+                     estimate)
+
+
+def run_search(cfg: SearchConfig) -> optuna.Study:
+    """Run (or resume) the search ``cfg`` describes, then export its best architecture."""
+    run = prepare(cfg)
+    folder = run.folder.create()
+    # mbnas prints its own progress; Optuna's warnings would repeat an interrupted trial's
+    # traceback, and real errors still propagate.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    # Workers starting together would race to create the storage's tables: take turns.
+    with file_lock(folder.storage_lock):
+        study = open_study(folder.name, storage_url(cfg.storage, folder.study_db),
+                           make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
+                           study_directions(cfg.objective), run.signature())
+    # Written once the study accepted the settings: a refused resume leaves the old config.
+    folder.save_settings(run.settings())
+    remaining = cfg.n_trials - count_trials(study, COMPLETE)
+    print(f"mbnas search: {folder.path} | space {run.space.name} | {run.budget.describe()}"
+          f" | objective {cfg.objective} | {max(remaining, 0)} of {cfg.n_trials} trials to go",
+          flush=True)
+    evaluator = None
+    if remaining > 0:
+        for name in enqueue_seeds(study, run.space, list(cfg.seeds)):
+            print(f"seed {name!r} is not a member of space {run.space.name!r}; skipped")
+        evaluator = make_evaluator(run.evaluator,
+                                   evaluation_context(cfg, run.space, run.budget))
+        evaluator.prepare(folder)
+        optimize(study, run, evaluator)
+    export_best(study, folder, cfg.export, evaluator)
+    return study
+
+
+def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
+    """Run trials until the study holds ``n_trials`` trained candidates, logging as it goes."""
+    cfg = run.cfg
+    study_log = StudyLog(run.folder.tensorboard)
+    objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
+                          run.estimate_latency, run.folder.tensorboard)
+    summaries = StudySummaries(study_log, cost_metric(cfg.objective))
+    # Counted over every worker sharing the study: n_trials is the total of trained candidates.
+    stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
+    study.optimize(objective, callbacks=[Progress(cfg.n_trials), summaries, stop],
+                   gc_after_trial=True)
+    if stop.reason:
+        print(stop.reason, flush=True)
+    summaries.refresh(study)
+    study_log.close()
+
+
+def export_best(study: optuna.Study, folder: RunFolder, export: ExportConfig,
+                evaluator: Evaluator | None) -> list[Path]:
+    """Write best.yaml (and pareto/ for multi-objective runs), plus requested files."""
+    best = best_trials(study)
+    if not best:
+        print("no trial finished within budget: nothing to export", flush=True)
+        return []
+    arch = best[0].arch_spec().replace(name=f"{folder.name}-trial{best[0].number}")
+    inherits = evaluator is not None and evaluator.exports_weights and export.weights
+    model = evaluator.model_for(arch) if inherits else None
+    paths = export_trial(arch, folder.best, best[0].summary(), model, onnx=export.onnx,
+                         torchscript=export.torchscript)
+    if len(study.directions) > 1:
+        for record in best:
+            member = record.arch_spec().replace(name=f"{folder.name}-trial{record.number}")
+            paths.append(export_arch(member, folder.pareto / f"trial-{record.number:04d}.yaml",
+                                     record.summary()))
+    print(f"best: trial #{best[0].number}, accuracy {best[0].accuracy:.4f}, "
+          f"{best[0].macs / 1e6:.1f}M MACs -> {paths[0]}", flush=True)
+    return paths
+
+
+def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
+    """The settings and Optuna study of an existing search run folder."""
+    folder = RunFolder(Path(path))
+    if not folder.config.is_file():
+        raise ConfigError("run", f"{folder.path} holds no search (no config.yaml)",
+                          "give the folder of a search, e.g. run=runs/<name>")
+    cfg = OmegaConf.to_object(merge_schema(SearchConfig, OmegaConf.load(folder.config),
+                                           unnamed=str(folder.config),
+                                           fix=f"check {folder.config}"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=folder.name,
+                                  storage=storage_url(cfg.storage, folder.study_db))
+    except KeyError:
+        raise ConfigError("run", f"the storage of {folder.path} holds no study {folder.name!r}",
+                          "check storage= in its config.yaml") from None
+    return cfg, study
+
+
+def export_run(path: str | Path, export: ExportConfig) -> list[Path]:
+    """Export a finished (or interrupted) search run's best architecture again, as ``export``
+    asks; inherited weights come from the run's own warmed-up evaluator, never a new one."""
+    cfg, study = load_run(path)
+    folder, evaluator = RunFolder(Path(path)), None
+    if export.weights and evaluator_class(cfg.evaluator.get("name", "")).exports_weights:
+        space, budget = search_space(cfg), Budget.from_config(cfg.budget)
+        evaluator = make_evaluator(evaluator_config(cfg.evaluator),
+                                   evaluation_context(cfg, space, budget))
+        evaluator.restore(folder)
+    return export_best(study, folder, export, evaluator)

@@ -1,0 +1,76 @@
+"""The Optuna study of a search: sampler, directions, storage, resuming and seeds."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from mbnas.architectures import load_arch
+from mbnas.resume import check_resumable
+from mbnas.search.objective import OBJECTIVES
+from mbnas.space import SearchSpace
+
+SAMPLERS = ("tpe", "random", "nsga2")
+SIGNATURE = "mbnas_signature"  # the study attribute holding the settings it was started with
+
+
+def make_sampler(name: str, seed: int, startup_trials: int = 10) -> optuna.samplers.BaseSampler:
+    """TPE (default; multivariate and grouped, for define-by-run spaces), random or NSGA-II."""
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              n_startup_trials=startup_trials)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
+    raise ValueError(f"unknown sampler {name!r}: one of {', '.join(SAMPLERS)}")
+
+
+def study_directions(objective: str) -> list[str]:
+    """Maximise accuracy, and minimise the cost of a two-objective search."""
+    return ["maximize"] if OBJECTIVES[objective] is None else ["maximize", "minimize"]
+
+
+def storage_url(storage: str | None, study_db: Path) -> str | optuna.storages.BaseStorage:
+    """SQLite in ``study_db`` by default; any Optuna storage URL otherwise."""
+    url = storage or f"sqlite:///{study_db.resolve()}"
+    if url.startswith("sqlite"):
+        # Several local workers share one SQLite file: wait for its lock instead of failing.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    return url
+
+
+def open_study(name: str, storage: str | optuna.storages.BaseStorage,
+               sampler: optuna.samplers.BaseSampler, directions: list[str],
+               signature: dict[str, Any]) -> optuna.Study:
+    """Create the study or resume it, refusing to mix a different search into the same run."""
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                directions=directions, load_if_exists=True)
+    check_resumable(study.user_attrs.get(SIGNATURE), signature, where="name",
+                    problem=f"run {name!r} already holds a different search",
+                    fix="choose another name=, or resume with the original settings")
+    if SIGNATURE not in study.user_attrs:
+        study.set_user_attr(SIGNATURE, signature)
+    return study
+
+
+def enqueue_seeds(study: optuna.Study, space: SearchSpace, seeds: list[str]) -> list[str]:
+    """Enqueue reference architectures that belong to the space; return those that do not.
+
+    Classes, resolution and BatchNorm settings are taken from the space: they are deployment and
+    training settings, not architecture choices.
+    """
+    rejected = []
+    for name in seeds:
+        arch = load_arch(name).replace(num_classes=space.num_classes, bn=space.bn,
+                                       resolution=space.resolution)
+        if space.contains(arch):
+            study.enqueue_trial(space.choices(arch), skip_if_exists=True)
+        else:
+            rejected.append(name)
+    return rejected

@@ -1,0 +1,127 @@
+"""One trial of a search as stored in Optuna: what it tried, what it cost, how it scored.
+
+Every attribute a trial carries is written and read here, so the objective, the run's progress
+lines, the export, the report and the TensorBoard summaries all see the same record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from mbnas.arch import ArchSpec
+
+COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+METRICS = ("accuracy", "macs", "params", "latency_ms")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its number, state, choices, architecture, costs and score."""
+
+    number: int
+    state: str  # complete | pruned | fail | running | waiting
+    choices: dict[str, Any]
+    arch: dict[str, Any] | None
+    digest: str | None
+    macs: int | None
+    params: int | None
+    latency_ms: float | None
+    accuracy: float | None
+    pruned_reason: str | None
+    duplicate_of: int | None
+    evaluation_s: float | None
+
+    @classmethod
+    def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        return cls(number=trial.number, state=trial.state.name.lower(),
+                   choices=dict(trial.params), arch=attrs.get("arch"),
+                   digest=attrs.get("digest"), macs=attrs.get("macs"),
+                   params=attrs.get("params"), latency_ms=attrs.get("latency_ms"),
+                   accuracy=attrs.get("accuracy"), pruned_reason=attrs.get("pruned_reason"),
+                   duplicate_of=attrs.get("duplicate_of"),
+                   evaluation_s=attrs.get("evaluation_s"))
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Score and costs by name: accuracy, macs, params, latency_ms."""
+        return {key: getattr(self, key) for key in METRICS}
+
+    def arch_spec(self) -> ArchSpec:
+        return ArchSpec.from_dict(self.arch, source=f"trial {self.number}")
+
+    def summary(self) -> dict[str, Any]:
+        """The trial number and metrics, as written above an exported architecture."""
+        return {"trial": self.number, **self.metrics}
+
+    def row(self) -> dict[str, Any]:
+        """A report row: number, state, metrics, choices and why it was pruned or repeated."""
+        return {"number": self.number, "state": self.state, **self.metrics,
+                "choices": self.choices, "pruned_reason": self.pruned_reason,
+                "duplicate_of": self.duplicate_of}
+
+
+def trial_records(study: optuna.Study, *states: optuna.trial.TrialState) -> list[TrialRecord]:
+    """The study's trials (those in ``states``, or all) as records."""
+    return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=states or None)]
+
+
+def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+# ---------------------------------------------------------------- writing a running trial
+
+
+def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, float | None]
+                     ) -> None:
+    """What the trial tries: the architecture, its digest and its costs."""
+    trial.set_user_attr("arch", arch.to_dict())
+    trial.set_user_attr("digest", arch.digest())
+    for key, value in costs.items():
+        trial.set_user_attr(key, value)
+
+
+def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:
+    trial.set_user_attr("pruned_reason", "; ".join(reasons))
+
+
+def record_duplicate(trial: optuna.Trial, earlier: TrialRecord) -> None:
+    """An architecture tried before: its score is the earlier trial's."""
+    trial.set_user_attr("duplicate_of", earlier.number)
+    trial.set_user_attr("accuracy", earlier.accuracy)
+
+
+def record_score(trial: optuna.Trial, accuracy: float, seconds: float) -> None:
+    """The evaluator's score and the seconds it took (the rest is the framework's overhead)."""
+    trial.set_user_attr("accuracy", accuracy)
+    trial.set_user_attr("evaluation_s", seconds)
+
+
+# ---------------------------------------------------------------- sets of trials
+
+
+def pareto_indices(points: Sequence[Mapping[str, Any]], cost_key: str) -> list[int]:
+    """Indices of points no other point beats on both accuracy (higher) and cost (lower)."""
+    front = []
+    for i, p in enumerate(points):
+        dominated = any(
+            q["accuracy"] >= p["accuracy"] and q[cost_key] <= p[cost_key]
+            and (q["accuracy"] > p["accuracy"] or q[cost_key] < p[cost_key])
+            for q in points)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def best_trials(study: optuna.Study) -> list[TrialRecord]:
+    """The best trial first, then (multi-objective) the rest of the Pareto set by accuracy."""
+    if not count_trials(study, COMPLETE):
+        return []
+    if len(study.directions) == 1:
+        return [TrialRecord.of(study.best_trial)]
+    return sorted((TrialRecord.of(t) for t in study.best_trials), key=lambda r: -r.accuracy)
