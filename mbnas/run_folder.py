@@ -33,6 +33,7 @@ class RunFolder:
 
     @property
     def name(self) -> str:
+        """The run's name: also its Optuna study's."""
         return self.path.name
 
     @property
@@ -42,10 +43,12 @@ class RunFolder:
 
     @property
     def study_db(self) -> Path:
+        """The default Optuna storage (SQLite)."""
         return self.path / "study.db"
 
     @property
     def storage_lock(self) -> Path:
+        """Held by a worker while it creates or opens the study."""
         return self.path / "storage.lock"
 
     @property
@@ -55,10 +58,12 @@ class RunFolder:
 
     @property
     def supernet_lock(self) -> Path:
+        """Held by the worker warming up the supernet."""
         return self.path / "supernet.lock"
 
     @property
     def tensorboard(self) -> Path:
+        """TensorBoard event files (per trial and per study, or a train run's curves)."""
         return self.path / "tb"
 
     @property
@@ -68,14 +73,17 @@ class RunFolder:
 
     @property
     def best_yaml(self) -> Path:
+        """The best architecture a search found."""
         return self.best.with_suffix(".yaml")
 
     @property
     def best_weights(self) -> Path:
+        """The best architecture's inherited weights."""
         return self.best.with_suffix(".pt")
 
     @property
     def pareto(self) -> Path:
+        """A multi-objective search's Pareto set, one YAML per trial."""
         return self.path / "pareto"
 
     @property
@@ -85,6 +93,7 @@ class RunFolder:
 
     @property
     def last_checkpoint(self) -> Path:
+        """A train run's checkpoint, written every epoch and on interruption."""
         return self.path / "last.pt"
 
     @property
@@ -94,9 +103,11 @@ class RunFolder:
 
     @property
     def result(self) -> Path:
+        """A finished train run's validation result and history."""
         return self.path / "result.json"
 
     def create(self) -> RunFolder:
+        """Make the folder (and ``runs_dir``) if missing."""
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -107,6 +118,7 @@ class RunFolder:
         return yaml.safe_load(self.config.read_text()) or {}
 
     def save_settings(self, settings: Mapping[str, Any]) -> None:
+        """Write ``settings`` as the run's ``config.yaml``."""
         self.create()
         self.config.write_text(yaml.safe_dump(dict(settings), sort_keys=False))
 

@@ -156,6 +156,7 @@ class Trainer:
         self.step, self.history = 0, []
 
     def save(self) -> None:
+        """Checkpoint weights, optimiser, schedule, step, history and random state."""
         optimizer, scheduler, _ = self.optimization
         save_checkpoint(self.run.last_checkpoint, {
             "format": CHECKPOINT_FORMAT, "step": self.step, "history": self.history,

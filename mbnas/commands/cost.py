@@ -15,6 +15,8 @@ from mbnas.units import format_count
 
 @dataclass
 class CostLatencyConfig(LatencyConfig):
+    """The ``latency`` node of `cost`: whether to measure, and how."""
+
     measure: bool = True  # time batch-1 inference on this CPU
 
 

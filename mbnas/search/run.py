@@ -72,6 +72,7 @@ class SearchRun:
 
 
 def default_run_name(space: SearchSpace, budget: Budget, objective: str) -> str:
+    """``<space>-<budget>[-<objective>]``, e.g. ``default-macs300M``."""
     suffix = "" if objective == "accuracy" else f"-{objective}"
     return f"{space.name}-{budget.slug()}{suffix}"
 
@@ -92,6 +93,7 @@ def smallest_costs(space: SearchSpace, estimate_latency: Callable[[ArchSpec], fl
 
 def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget
                        ) -> EvaluationContext:
+    """What the run's evaluator gets: its data, device, seed, space and budget."""
     return EvaluationContext(cfg.data, resolve_device(cfg.device), cfg.seed, space, budget)
 
 

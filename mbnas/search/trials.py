@@ -37,6 +37,7 @@ class TrialRecord:
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        """The record of a stored (or just finished) trial."""
         attrs = trial.user_attrs
         return cls(number=trial.number, state=trial.state.name.lower(),
                    choices=dict(trial.params), arch=attrs.get("arch"),
@@ -52,6 +53,7 @@ class TrialRecord:
         return {key: getattr(self, key) for key in METRICS}
 
     def arch_spec(self) -> ArchSpec:
+        """The architecture the trial tried."""
         return ArchSpec.from_dict(self.arch, source=f"trial {self.number}")
 
     def summary(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def trial_records(study: optuna.Study, *states: optuna.trial.TrialState) -> list
 
 
 def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
+    """How many of the study's trials (every worker's) are in ``state``."""
     return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
@@ -87,6 +90,7 @@ def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, fl
 
 
 def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:
+    """Why the trial was pruned untrained: each budget it exceeds."""
     trial.set_user_attr("pruned_reason", "; ".join(reasons))
 
 
