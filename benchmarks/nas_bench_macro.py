@@ -6,6 +6,9 @@
     python benchmarks/nas_bench_macro.py params                    # 6,561 codes vs the table
     python benchmarks/nas_bench_macro.py oracle [--budgets 30M,60M] [--seeds 10] \
         [--max-trials 300] [--out runs/benchmarks/nas_bench_macro_oracle.json]
+    python benchmarks/nas_bench_macro.py rank [--evaluators zero_cost,supernet] [--minutes 30] \
+        [--archs 300] [--set supernet.finetune_steps=0] [--out runs/benchmarks/rank.json]
+    python benchmarks/nas_bench_macro.py search [--budgets 30M,60M] [--seeds 5] [-- overrides]
 
 The table (../shared/data/nas-bench-macro/, see its README) holds 6,561 networks trained from
 scratch on CIFAR-10, keyed by an 8-digit code, one digit per searchable layer of the
@@ -26,6 +29,17 @@ in-budget trials (the search's ``n_trials``), the distinct in-budget codes among
 search trains: it scores a repeated code once) and all trials up to and including the first hit;
 ``no hit`` marks a median or quartile that falls on runs that stopped without one.
 
+``rank`` scores ``--archs`` codes (drawn with ``--seed``) with each evaluator, prepared as a
+search prepares it (supernet warm-ups get as many steps as fit ``--minutes`` on this machine),
+on the full CIFAR-10 training set (unpacked from ../shared into ``--cache`` once), and compares
+the scores with the table's ``mean_acc``: Kendall tau, Spearman rho, tau inside the 40th-60th
+percentile MAC slice, top-10% recall, seconds per architecture; beside the baselines MACs alone
+and seed-vs-seed agreement of the table (the ceiling). No evaluator reads the table.
+
+``search`` runs ``python -m mbnas search space=nas_bench_macro +budget.macs=B data=cifar10`` with
+the default evaluator and preset for each budget and seed, and looks its ``best.yaml`` up in the
+table: the fraction of in-budget networks at least as good, and whether it is in the top 2%.
+
 Equivalent codes: an identity skip (any skip but one in a stage's first, strided, layer) may
 move within its stage without changing the network, so the 6,561 codes are 3,969 networks; the
 table measured each network once, and a hit's equivalents are hits too.
@@ -37,17 +51,29 @@ import argparse
 import itertools
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from evaluator_ranking import (
+    CACHE,
+    build_evaluator,
+    full_cifar10,
+    ranking_metrics,
+    score_all,
+    warmup_steps_for,
+)
 
 import mbnas
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
+from mbnas.data import DataConfig
 from mbnas.errors import ConfigError, MbnasError
+from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.study import SAMPLERS, make_sampler  # the search's sampler factory
 from mbnas.space import SearchSpace
@@ -312,6 +338,141 @@ def print_oracle(results: dict[str, Any], args: argparse.Namespace) -> None:
               f"| {row['seconds']:.0f} s |")
 
 
+# ---------------------------------------------------------------- rank
+
+
+def sample_codes(table: dict, count: int, seed: int) -> list[str]:
+    """``count`` codes drawn without replacement, the same for every evaluator and run."""
+    codes = sorted(table)
+    return [codes[i] for i in np.random.RandomState(seed).choice(len(codes), count, replace=False)]
+
+
+def evaluator_specs(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """label -> (evaluator name, its overrides) from --evaluators and --set."""
+    specs = {}
+    for item in filter(None, args.evaluators.split(",")):
+        label, _, name = item.rpartition("=")
+        specs[label or name] = (name, [])
+    for setting in args.set:
+        label, _, override = setting.partition(".")
+        if label not in specs or "=" not in override:
+            raise ConfigError(f"--set {setting}", "names no evaluator of --evaluators",
+                              "write LABEL.KEY=VALUE with a LABEL from --evaluators")
+        specs[label][1].append(override)
+    return specs
+
+
+def command_rank(args: argparse.Namespace) -> int:
+    table, space = load_table(args.table), mbnas.load_space(SPACE)
+    codes = sample_codes(table, args.archs, args.seed)
+    archs = [arch_of_code(space, code) for code in codes]
+    truth = [table[c]["mean_acc"] for c in codes]
+    macs = [table[c]["flops"] for c in codes]
+    cache = Path(args.cache).expanduser()
+    data = DataConfig(name="cifar10", root=str(full_cifar10(cache)), seed=args.seed)
+    results: dict[str, Any] = {"default": space.evaluator or "supernet", "archs": len(codes),
+                               "minutes": args.minutes, "evaluators": {}, "baselines": {
+        "flops": ranking_metrics(macs, truth, macs),
+        "seed_vs_seed": ranking_metrics([table[c]["test_acc"][0] for c in codes],
+                                        [table[c]["test_acc"][1] for c in codes], macs)}}
+    for label, (name, overrides) in evaluator_specs(args).items():
+        results["evaluators"][label] = rank_one(label, name, overrides, archs, truth, macs,
+                                                data, cache / "rank", args)
+    print_rank(results)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
+             truth: list[float], macs: list[float], data: DataConfig, folder: Path,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """One evaluator prepared as a search would (warm-up, reference sample), then scoring all."""
+    if name == "supernet" and not any(o.startswith("warmup_steps=") for o in overrides):
+        steps = warmup_steps_for(args.minutes, mbnas.load_space(SPACE), data,
+                                 args.seed, overrides, folder / label)
+        overrides = [*overrides, f"warmup_steps={steps}"]
+    evaluator = build_evaluator(name, overrides, mbnas.load_space(SPACE), data, args.seed)
+    start = time.perf_counter()
+    evaluator.prepare(RunFolder(folder / f"{label}-{'-'.join(overrides) or 'shipped'}"))
+    prepare_minutes = (time.perf_counter() - start) / 60
+
+    def progress(done: int) -> None:
+        if done % 25 == 0 or done == len(archs):
+            print(f"  {label}: {done}/{len(archs)} scored", file=sys.stderr, flush=True)
+
+    scores, seconds = score_all(evaluator, archs, progress)
+    return {"evaluator": name, "settings": overrides, "prepare_minutes": prepare_minutes,
+            **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds}
+
+
+def print_rank(results: dict[str, Any]) -> None:
+    print(f"{results['archs']} NAS-Bench-Macro codes; default evaluator {results['default']}")
+    print("| evaluator | Kendall tau | Spearman rho | slice tau | top-10% recall | s/arch "
+          "| prepare min |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = {**results["evaluators"], **{f"baseline: {k}": v
+                                         for k, v in results["baselines"].items()}}
+    for label, row in rows.items():
+        seconds = row.get("seconds_per_arch")
+        prepare = row.get("prepare_minutes")
+        print(f"| {label} | {row['kendall_tau']:.3f} | {row['spearman_rho']:.3f} "
+              f"| {row['slice_kendall_tau']:.3f} | {row['top10_recall']:.2f} "
+              f"| {'' if seconds is None else f'{seconds:.2f}'} "
+              f"| {'' if prepare is None else f'{prepare:.1f}'} |")
+
+
+# ---------------------------------------------------------------- search
+
+
+def command_search(args: argparse.Namespace) -> int:
+    """Run ``python -m mbnas search`` on the space per budget and seed; judge best.yaml."""
+    table, space = load_table(args.table), mbnas.load_space(SPACE)
+    root = full_cifar10(Path(args.cache).expanduser())
+    rows = []
+    for budget in args.budgets.split(","):
+        macs = parse_count(budget, "--budgets")
+        in_budget = sorted((e["mean_acc"] for e in table.values() if e["flops"] <= macs),
+                           reverse=True)
+        for seed in range(args.seeds):
+            name = f"nbm-{budget}-seed{seed}"
+            command = [sys.executable, "-m", "mbnas", "search", f"space={SPACE}",
+                       f"+budget.macs={budget}", "data=cifar10", f"data.root={root}",
+                       f"seed={seed}", f"name={name}", f"runs_dir={args.runs_dir}", *args.extra]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            minutes = (time.perf_counter() - start) / 60
+            arch = ArchSpec.from_yaml(Path(args.runs_dir) / name / "best.yaml")
+            code = code_of_arch(space, arch)
+            accuracy = table[code]["mean_acc"]
+            better = sum(a > accuracy for a in in_budget)
+            rows.append({"budget": budget, "seed": seed, "code": code, "mean_acc": accuracy,
+                         "top_fraction": (better + 1) / len(in_budget), "minutes": minutes,
+                         "best_in_budget": in_budget[0]})
+            print(f"{budget} seed {seed}: {code} {accuracy:.2f} (best {in_budget[0]:.2f}), "
+                  f"top {100 * rows[-1]['top_fraction']:.1f}% of {len(in_budget)}, "
+                  f"{minutes:.1f} min", flush=True)
+    print_search(rows)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def print_search(rows: list[dict[str, Any]]) -> None:
+    print("| budget | median top fraction | runs in the top 2% | median mean_acc | best in budget "
+          "| median minutes |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for budget in dict.fromkeys(row["budget"] for row in rows):
+        mine = [row for row in rows if row["budget"] == budget]
+        print(f"| {budget} | {100 * quantile([r['top_fraction'] for r in mine], 0.5):.1f}% "
+              f"| {sum(r['top_fraction'] <= 0.02 for r in mine)}/{len(mine)} "
+              f"| {quantile([r['mean_acc'] for r in mine], 0.5):.2f} "
+              f"| {mine[0]['best_in_budget']:.2f} "
+              f"| {quantile([r['minutes'] for r in mine], 0.5):.1f} |")
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -339,8 +500,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     oracle.add_argument("--tolerance", type=float, default=0.3, help="points of mean_acc")
     oracle.add_argument("--out", default=None, help="write the results as JSON")
     oracle.set_defaults(run=command_oracle)
-    # RANK GOES HERE (the lead's, to come): evaluators' rankings against the table, a
-    # command_rank beside command_oracle that reuses load_table, arch_of_code and code_of_arch.
+    rank = commands.add_parser("rank", help="evaluators' rankings of sampled codes vs the table")
+    rank.add_argument("--evaluators", default="zero_cost,supernet",
+                      help="comma-separated NAME or LABEL=NAME (an evaluator of mbnas)")
+    rank.add_argument("--set", action="append", default=[], metavar="LABEL.KEY=VALUE",
+                      help="override an evaluator setting, e.g. supernet.finetune_steps=0")
+    rank.add_argument("--minutes", type=float, default=30.0,
+                      help="CPU budget of supernet warm-ups (steps timed on this machine)")
+    rank.add_argument("--archs", type=int, default=300, help="codes sampled (fixed seed)")
+    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--cache", default=str(CACHE), help="where CIFAR-10 and warm-ups go")
+    rank.add_argument("--out", default=None, help="write the results as JSON")
+    rank.set_defaults(run=command_rank)
+    search = commands.add_parser("search", help="mbnas search on the space, judged by the table")
+    search.add_argument("--budgets", default="30M,60M")
+    search.add_argument("--seeds", type=int, default=5)
+    search.add_argument("--runs-dir", default="runs/benchmarks/nas_bench_macro")
+    search.add_argument("--cache", default=str(CACHE), help="where CIFAR-10 is unpacked")
+    search.add_argument("--out", default=None, help="write the results as JSON")
+    search.add_argument("extra", nargs="*", help="more overrides for every search")
+    search.set_defaults(run=command_search)
     return parser.parse_args(argv)
 
 

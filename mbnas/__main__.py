@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[command][0])
     try:
+        # A command may add defaults that depend on other options (search: the space's evaluator).
+        overrides = getattr(module, "defaults", list)(overrides)
         cfg = compose_config(command, overrides, module.Config)
         if "--cfg" in argv[1:]:
             print(OmegaConf.to_yaml(cfg), end="")

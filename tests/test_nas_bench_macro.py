@@ -28,6 +28,7 @@ SCRIPT = ROOT / "benchmarks" / "nas_bench_macro.py"
 TABLE = ROOT / "../shared/data/nas-bench-macro/nas-bench-macro_cifar10.json"
 needs_table = pytest.mark.skipif(not TABLE.is_file(), reason=f"no NAS-Bench-Macro table at {TABLE}")
 
+sys.path.insert(0, str(SCRIPT.parent))  # as when run: the script imports its sibling modules
 _spec = importlib.util.spec_from_file_location("nas_bench_macro", SCRIPT)
 nbm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(nbm)

@@ -1,4 +1,5 @@
 import dataclasses
+import random
 
 import pytest
 import torch
@@ -6,9 +7,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mbnas.data import DataConfig, make_loader
 from mbnas.errors import ConfigError
-from mbnas.space import space_from_dict
+from mbnas.space import load_space, space_from_dict
 from mbnas.supernet import Supernet
-from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
+from mbnas.supernet.training import SandwichConfig, sandwich_members, subnet, train_supernet
 from mbnas.train import OptimConfig
 
 SPACE = space_from_dict({
@@ -120,3 +121,10 @@ def test_training_runs_unchanged_on_cuda(tmp_path):
     result = train_supernet(supernet, SPACE, plain_loader(), cfg, checkpoint=tmp_path / "s.pt",
                             progress=False)
     assert result.step == 2 and next(supernet.parameters()).is_cuda
+
+
+def test_uniform_rule_trains_random_members_only():
+    space = load_space("nas_bench_macro")
+    members = sandwich_members(space, random.Random(0), 1, rule="uniform")
+    assert len(members) == 1 and space.contains(members[0])
+    assert sandwich_members(space, random.Random(0), 1)[:2] == [space.largest(), space.smallest()]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from mbnas.search import SearchConfig, run_search
+from mbnas.search import SearchConfig, run_search, space_defaults
 
 Config = SearchConfig
+
+
+def defaults(overrides: list[str]) -> list[str]:
+    """The overrides plus the space's own evaluator when the command names none."""
+    return space_defaults(overrides)
 
 
 def run(cfg: SearchConfig) -> None:

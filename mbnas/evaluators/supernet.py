@@ -23,9 +23,10 @@ from mbnas.evaluators.registry import register
 from mbnas.locking import file_lock
 from mbnas.run_folder import RunFolder
 from mbnas.supernet import Supernet
+from mbnas.supernet.network import SHARING
 from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
 from mbnas.tensorboard import TrialLog
-from mbnas.validation import check_int
+from mbnas.validation import check_choice, check_int
 
 
 @dataclass
@@ -40,11 +41,13 @@ class SupernetConfig(BriefTrainingConfig):
     finetune_steps: int = 20  # per candidate, from the inherited weights
     finetune_lr: float = 0.01
     bn_images: int = 512  # images for BatchNorm recalibration of an inherited subnet
+    sharing: str = "nested"  # op-list stages: nested (once-for-all) or separate (SPOS) weights
 
     def check(self) -> None:
         super().check()
         for key in ("warmup_steps", "num_random", "finetune_steps", "bn_images"):
             check_int(getattr(self, key), f"evaluator.{key}", minimum=0)
+        check_choice(self.sharing, "evaluator.sharing", SHARING)
 
 
 @register
@@ -64,7 +67,7 @@ class SupernetEvaluator(BriefTrainingEvaluator):
         space, budget = context.space, context.budget
         self.warmup_space = (WithinBudget(space, budget, seed=context.seed)
                              if cfg.budget_aware and budget.limits else space)
-        self.supernet = Supernet(space).to(context.device)
+        self.supernet = Supernet(space, sharing=cfg.sharing).to(context.device)
 
     def prepare(self, run: RunFolder) -> None:
         sandwich = SandwichConfig(steps=self.cfg.warmup_steps, num_random=self.cfg.num_random,

@@ -9,6 +9,7 @@ from mbnas.data import DataConfig
 from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
 from mbnas.search.objective import OBJECTIVES
 from mbnas.search.study import SAMPLERS
+from mbnas.space import load_space
 from mbnas.validation import check_choice, check_int
 
 
@@ -52,3 +53,13 @@ def check_search_config(cfg: SearchConfig) -> None:
     check_choice(cfg.sampler, "sampler", SAMPLERS)
     check_int(cfg.n_trials, "n_trials", minimum=1)
     check_choice(cfg.latency.mode, "latency.mode", LATENCY_MODES)
+
+
+def space_defaults(overrides: list[str]) -> list[str]:
+    """``overrides`` plus ``evaluator=<the space's evaluator>`` when they name a space that has
+    one and no evaluator: each space's default is the evaluator that ranked best on it."""
+    if any(o.lstrip("+~").split("=")[0].split(".")[0] == "evaluator" for o in overrides):
+        return overrides
+    spaces = [o.split("=", 1)[1] for o in overrides if o.startswith("space=")]
+    preferred = load_space(spaces[-1] if spaces else None).evaluator
+    return overrides if preferred is None else [*overrides, f"evaluator={preferred}"]

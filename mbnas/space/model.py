@@ -110,6 +110,7 @@ class SearchSpace:
     head_act: str = "relu"
     dropout: float = 0.2
     drop_path: float = 0.0
+    evaluator: str | None = None  # what a search uses unless evaluator= is given
 
     def replace(self, **changes: Any) -> SearchSpace:
         """A copy with some fields changed, e.g. ``space.replace(resolution=64)`` for tests."""

@@ -19,6 +19,8 @@ A space file reads like an ArchSpec whose values may be lists of choices::
     head: {channels: [960, 1280], act: hswish, hidden: 1280}   # hidden may be a list too
     dropout: 0.2
     drop_path: 0.0
+    evaluator: zero_cost         # optional: the evaluator a search of this space uses unless
+                                 # evaluator= is given (the one that ranked best on it)
 
 ``depth`` lists every allowed number of blocks (elastic depth keeps the first ``d`` blocks),
 ``out`` the allowed output widths of the stage. A cartesian stage chooses its block type
@@ -149,7 +151,7 @@ def default_op_name(op: OpChoice) -> str:
 
 
 _SPACE_KEYS = ("name", "resolution", "num_classes", "in_channels", "se_style", "bn", "per",
-               "stem", "stages", "head", "dropout", "drop_path")
+               "stem", "stages", "head", "dropout", "drop_path", "evaluator")
 
 
 def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
@@ -174,7 +176,8 @@ def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
         head_act=head.choice("act", ACTIVATIONS, "relu"),
         head_hidden=_options(head, "hidden", check_int) if head.has("hidden") else None,
         dropout=reader.float("dropout", 0.2, 0.0, 1.0),
-        drop_path=reader.float("drop_path", 0.0, 0.0, 1.0))
+        drop_path=reader.float("drop_path", 0.0, 0.0, 1.0),
+        evaluator=reader.str("evaluator", None) if reader.has("evaluator") else None)
 
 
 def _per(reader: Reader) -> str:

@@ -41,16 +41,24 @@ from mbnas.train import (
     restore_rng_state,
     save_checkpoint,
 )
-from mbnas.validation import check_int
+from mbnas.validation import check_choice, check_int
+
+RULES = ("sandwich", "uniform")
 
 
 @dataclass
 class SandwichConfig:
-    """Sandwich-rule warm-up: steps, random members per step, distillation, optimiser."""
+    """Supernet warm-up: sampling rule, steps, random members per step, distillation, optimiser.
+
+    ``sandwich`` (once-for-all, BigNAS) trains the largest, the smallest and ``num_random`` random
+    members every step; ``uniform`` (SPOS) only ``num_random`` random members, without
+    distillation.
+    """
 
     steps: int = 300
     num_random: int = 2  # random members per step, besides the largest and the smallest
     distill: bool = True  # smaller members learn from the largest member's soft predictions
+    rule: str = "sandwich"  # sandwich | uniform
     seed: int = 0  # drives the choice of random members
     optim: OptimConfig = field(default_factory=OptimConfig)  # lr, warm-up, label smoothing, ...
     checkpoint_every: int = 50  # steps between checkpoints (and one at the end)
@@ -67,7 +75,8 @@ class SandwichResult:
 def check_sandwich_config(cfg: SandwichConfig) -> None:
     """Reject settings that cannot work, naming the key."""
     check_int(cfg.steps, "sandwich.steps", minimum=0)
-    check_int(cfg.num_random, "sandwich.num_random", minimum=0)
+    check_int(cfg.num_random, "sandwich.num_random", minimum=0 if cfg.rule == "sandwich" else 1)
+    check_choice(cfg.rule, "sandwich.rule", RULES)
     check_int(cfg.checkpoint_every, "sandwich.checkpoint_every", minimum=1)
     check_optim_config(cfg.optim)
 
@@ -98,10 +107,11 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
     return first_loss
 
 
-def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int) -> list[ArchSpec]:
-    """The members of one step: largest, smallest, then ``num_random`` random ones."""
-    return [space.largest(), space.smallest(), *(space.sample_random(rng)
-                                                  for _ in range(num_random))]
+def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int,
+                     rule: str = "sandwich") -> list[ArchSpec]:
+    """The members of one step: largest, smallest (sandwich rule only), ``num_random`` random."""
+    extremes = [space.largest(), space.smallest()] if rule == "sandwich" else []
+    return [*extremes, *(space.sample_random(rng) for _ in range(num_random))]
 
 
 def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterable,
@@ -135,8 +145,9 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
         while step < cfg.steps:
             images, labels = (t.to(device, non_blocking=True) for t in stream.next())
             optimizer.zero_grad(set_to_none=True)
-            archs = sandwich_members(space, rng, cfg.num_random)
-            losses.append(sandwich_step(supernet, archs, images, labels, criterion, cfg.distill))
+            archs = sandwich_members(space, rng, cfg.num_random, cfg.rule)
+            distill = cfg.distill and cfg.rule == "sandwich"
+            losses.append(sandwich_step(supernet, archs, images, labels, criterion, distill))
             if cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(supernet.parameters(), cfg.optim.grad_clip)
             optimizer.step()

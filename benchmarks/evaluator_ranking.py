@@ -1,0 +1,98 @@
+"""How well mbnas's evaluators rank architectures against ground truth (used by
+``nas_bench_macro.py rank``): rank metrics, the data, and each evaluator run as the search runs it.
+
+Metrics: Kendall tau and Spearman rho of the scores against the true accuracies; tau inside the
+slice of architectures whose MACs lie between the sample's 40th and 60th percentile (where MACs
+alone say nothing); top-10% recall (the share of the truly best 10% that the scores also put in
+their best 10%); seconds per architecture.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from scipy import stats
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import Budget
+from mbnas.data import DataConfig
+from mbnas.evaluators import EvaluationContext, Evaluator, evaluator_config, make_evaluator
+from mbnas.resources import conf_dir
+from mbnas.run_folder import RunFolder
+from mbnas.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+UNPACK = ROOT / "../shared/tools/cifar10_full.py"
+CACHE = Path.home() / ".cache" / "mbnas-data"
+
+
+def ranking_metrics(scores: Sequence[float], truth: Sequence[float],
+                    macs: Sequence[float]) -> dict[str, float]:
+    """Kendall tau, Spearman rho, tau in the 40th-60th percentile MAC slice, top-10% recall."""
+    scores, truth, macs = (np.asarray(v, dtype=float) for v in (scores, truth, macs))
+    low, high = np.percentile(macs, [40, 60])
+    in_slice = (macs >= low) & (macs <= high)
+    top = max(1, round(0.1 * len(truth)))
+    best_true = set(np.argsort(-truth, kind="stable")[:top])
+    best_scored = set(np.argsort(-scores, kind="stable")[:top])
+    return {"kendall_tau": float(stats.kendalltau(scores, truth)[0]),
+            "spearman_rho": float(stats.spearmanr(scores, truth)[0]),
+            "slice_kendall_tau": float(stats.kendalltau(scores[in_slice], truth[in_slice])[0]),
+            "top10_recall": len(best_true & best_scored) / top}
+
+
+def full_cifar10(cache: Path = CACHE) -> Path:
+    """The full CIFAR-10 training set as python batches, unpacked from ../shared once."""
+    root = cache / "cifar-10-batches-py"
+    if not (root / "data_batch_5").is_file():
+        subprocess.run([sys.executable, str(UNPACK), str(cache)], check=True)
+    return root
+
+
+def evaluator_settings(name: str, overrides: Sequence[str]) -> Any:
+    """The shipped ``conf/evaluator/NAME.yaml`` with ``key=value`` overrides, typed and checked."""
+    values = OmegaConf.merge(OmegaConf.load(conf_dir() / "evaluator" / f"{name}.yaml"),
+                             OmegaConf.from_dotlist(list(overrides)))
+    return evaluator_config(values)
+
+
+def build_evaluator(name: str, overrides: Sequence[str], space: SearchSpace, data: DataConfig,
+                    seed: int) -> Evaluator:
+    """An evaluator as a search of ``space`` without budget would build it."""
+    context = EvaluationContext(data=data, device=torch.device("cpu"), seed=seed, space=space,
+                                budget=Budget())
+    return make_evaluator(evaluator_settings(name, overrides), context)
+
+
+def warmup_steps_for(minutes: float, space: SearchSpace, data: DataConfig, seed: int,
+                     overrides: Sequence[str], scratch: Path) -> int:
+    """Sandwich steps that fit ``minutes`` here, timed on a few steps of a throwaway warm-up."""
+    probe_steps = 4
+    probe = build_evaluator("supernet", [*overrides, f"warmup_steps={probe_steps}"], space, data,
+                            seed)
+    start = time.perf_counter()
+    probe.prepare(RunFolder(scratch / "probe"))
+    seconds_per_step = (time.perf_counter() - start) / probe_steps
+    return max(1, int(minutes * 60 / seconds_per_step))
+
+
+def score_all(evaluator: Evaluator, archs: Sequence[ArchSpec],
+              progress: Callable[[int], None] | None = None) -> tuple[list[float], float]:
+    """Every architecture's score, and the mean seconds one took."""
+    scores, seconds = [], 0.0
+    for index, arch in enumerate(archs, start=1):
+        evaluation = evaluator.evaluate(arch)
+        scores.append(evaluation.score if math.isfinite(evaluation.score) else -math.inf)
+        seconds += evaluation.seconds
+        if progress:
+            progress(index)
+    return scores, seconds / len(archs)

@@ -1,0 +1,173 @@
+"""``evaluator=predictor``: a supernet labels a few hundred members, a ridge predictor learns from
+the labels, and a candidate's score adds the prediction to its NASWOT proxy.
+
+Once per run (resumable): a weight-sharing supernet is warmed up (by default SPOS: separate
+weights per op, one uniformly random member per step); ``label_archs`` members within budget
+are labelled with the supernet's negative loss on one fixed batch of validation images
+(BatchNorm on that batch's statistics); a ridge regression on one-hot choice encodings
+(:mod:`mbnas.predictor`) is fitted to the labels. A candidate's score is
+``z(prediction) + proxy_weight * z(NASWOT)``, standardised over the labelled members. The
+prediction smooths the supernet's noisy labels; NASWOT adds what a short warm-up cannot learn.
+On NAS-Bench-Macro this recipe ranked best of everything measured on 2 CPU cores (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import WithinBudget
+from mbnas.data import make_loader
+from mbnas.errors import ConfigError
+from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.registry import register
+from mbnas.evaluators.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+from mbnas.locking import file_lock
+from mbnas.predictor import RidgePredictor
+from mbnas.proxies import scoring_copy
+from mbnas.run_folder import RunFolder
+from mbnas.supernet import Supernet
+from mbnas.supernet.network import SHARING
+from mbnas.supernet.training import RULES, SandwichConfig, subnet, train_supernet
+from mbnas.tensorboard import TrialLog
+from mbnas.train import OptimConfig, check_optim_config
+from mbnas.validation import check_choice, check_float, check_int
+
+LABELS_FILE = "predictor.json"
+
+
+@dataclass
+class PredictorConfig(EvaluatorConfig):
+    """Schema of ``conf/evaluator/predictor.yaml``."""
+
+    name: str = "predictor"
+    warmup_steps: int = 1500  # supernet steps, once per run
+    rule: str = "uniform"  # uniform (SPOS) | sandwich
+    num_random: int = 1  # random members per step
+    sharing: str = "separate"  # op-list stages: separate (SPOS) | nested
+    label_archs: int = 300  # members within budget labelled by the supernet
+    label_images: int = 256  # validation images of the one labelling batch
+    penalty: float = 3.0  # ridge penalty
+    proxy_weight: float = 1.0  # weight of the standardised NASWOT score
+    batch_size: int = 64  # training images NASWOT sees
+    bn_images: int = 512  # BN recalibration of exported (inherited) weights
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def check(self) -> None:
+        for key in ("warmup_steps", "num_random", "label_archs", "label_images", "batch_size"):
+            check_int(getattr(self, key), f"evaluator.{key}", minimum=2 if key in (
+                "label_archs", "batch_size") else 1)
+        check_choice(self.rule, "evaluator.rule", RULES)
+        check_choice(self.sharing, "evaluator.sharing", SHARING)
+        check_float(self.penalty, "evaluator.penalty", 0.0, None, low_inclusive=False)
+        check_float(self.proxy_weight, "evaluator.proxy_weight", 0.0)
+        check_optim_config(self.optim)
+
+
+@register
+class PredictorEvaluator(Evaluator):
+    """Ridge prediction from supernet labels plus NASWOT, both standardised."""
+
+    name = "predictor"
+    config = PredictorConfig
+    exports_weights = True
+    cfg: PredictorConfig
+
+    def __init__(self, cfg: PredictorConfig, context: EvaluationContext) -> None:
+        super().__init__(cfg, context)
+        self.supernet = Supernet(context.space, sharing=cfg.sharing).to(context.device)
+        self.train_loader = make_loader(context.data, "train", shuffle=True)
+        self.proxy = ZeroCostEvaluator(ZeroCostConfig(features={"naswot": 1.0},
+                                                      batch_size=cfg.batch_size), context)
+        self.predictor: RidgePredictor | None = None
+        self.reference: dict[str, tuple[float, float]] = {}
+
+    def prepare(self, run: RunFolder) -> None:
+        with file_lock(run.supernet_lock):
+            train_supernet(self.supernet, self.context.space, self.train_loader,
+                           SandwichConfig(steps=self.cfg.warmup_steps, rule=self.cfg.rule,
+                                          num_random=self.cfg.num_random, distill=False,
+                                          seed=self.context.seed, optim=self.cfg.optim),
+                           checkpoint=run.supernet, progress=True)
+        path = run.path / LABELS_FILE
+        if not path.is_file():
+            self._label_and_fit(path)
+        self._load(path)
+
+    def restore(self, run: RunFolder) -> None:
+        if not (run.path / LABELS_FILE).is_file() or not run.supernet.is_file():
+            raise ConfigError(str(run.path), "has no fitted predictor",
+                              "run the search again to warm up and fit it")
+        self.prepare(run)
+
+    def _label_and_fit(self, path) -> None:
+        rng = random.Random(self.context.seed)
+        members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
+        archs = [members.sample_random(rng) for _ in range(self.cfg.label_archs)]
+        images, labels = self._label_batch()
+        space = self.context.space
+        choices = [space.choices(arch.replace(resolution=space.resolution)) for arch in archs]
+        targets = [self.label(arch, images, labels) for arch in archs]
+        predictor = RidgePredictor.fit(choices, targets, self.cfg.penalty)
+        predictions = predictor.predict(choices).tolist()
+        proxies = [self.proxy.features(arch)["naswot"] for arch in archs]
+        reference = {"prediction": _spread(predictions), "naswot": _spread(proxies)}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"labels": targets, "predictor": predictor.to_dict(),
+                                         "reference": reference}))
+        temporary.replace(path)
+
+    def _label_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = make_loader(self.context.data, "val", shuffle=False)
+        images, labels = [], []
+        for x, y in loader:
+            images.append(x)
+            labels.append(y)
+            if sum(len(b) for b in labels) >= self.cfg.label_images:
+                break
+        device = self.context.device
+        return (torch.cat(images)[: self.cfg.label_images].to(device),
+                torch.cat(labels)[: self.cfg.label_images].to(device))
+
+    @torch.no_grad()
+    def label(self, arch: ArchSpec, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """The supernet's negative loss for ``arch`` on the batch, on the batch's BN statistics."""
+        model = scoring_copy(self.supernet.extract(arch))
+        return -float(F.cross_entropy(model(images), labels))
+
+    def _load(self, path) -> None:
+        saved = json.loads(path.read_text())
+        self.predictor = RidgePredictor.from_dict(saved["predictor"])
+        self.reference = {name: tuple(value) for name, value in saved["reference"].items()}
+
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+        start = time.perf_counter()
+        space = self.context.space
+        choices = space.choices(arch.replace(resolution=space.resolution))
+        values = {"prediction": float(self.predictor.predict([choices])[0]),
+                  "naswot": self.proxy.features(arch)["naswot"]}
+        z = {name: (value - self.reference[name][0]) / self.reference[name][1]
+             for name, value in values.items()}
+        score = z["prediction"] + self.cfg.proxy_weight * z["naswot"]
+        seconds = time.perf_counter() - start
+        if log is not None:
+            for name, value in values.items():
+                log.scalar(f"predictor/{name}", value, 0)
+            log.scalar("time/evaluation_s", seconds, 0)
+        return Evaluation(score, seconds)
+
+    def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
+        return subnet(self.supernet, arch, self.train_loader, self.cfg.bn_images)
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """Mean and standard deviation (1 where the values do not vary)."""
+    return statistics.fmean(values), statistics.pstdev(values) or 1.0

@@ -1,0 +1,151 @@
+"""``evaluator=zero_cost``: candidates scored untrained, in about a second each, by zero-cost
+proxies (:mod:`mbnas.proxies`) and architecture features, combined as a weighted sum of
+standardised values.
+
+Each feature is standardised by its mean and spread over a reference sample of members within
+the budget, measured once per run (unlabelled: no accuracy is needed, so nothing is trained), so
+that features of different scales add up and a candidate's score does not depend on which other
+candidates the search has seen. Architecture features: ``depth`` (layers that compute, i.e. not
+``skip``), ``macs`` and ``params`` (their logarithms). On NAS-Bench-Macro, NASWOT plus depth
+ranked best of every evaluator measured on 2 CPU cores (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from mbnas.arch import ArchSpec
+from mbnas.budget import WithinBudget
+from mbnas.cost import count
+from mbnas.data import make_loader
+from mbnas.errors import ConfigError
+from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.registry import register
+from mbnas.nn import build
+from mbnas.proxies import PROXIES
+from mbnas.run_folder import RunFolder
+from mbnas.tensorboard import TrialLog
+from mbnas.validation import check_float, check_int
+
+ARCH_FEATURES: dict[str, Callable[[ArchSpec], float]] = {
+    "depth": lambda arch: float(sum(block.type != "skip" for block in arch.blocks())),
+    "macs": lambda arch: math.log(count(arch).macs),
+    "params": lambda arch: math.log(count(arch).params),
+}
+FEATURES = (*PROXIES, *ARCH_FEATURES)
+REFERENCE_FILE = "zero_cost_reference.json"
+
+
+@dataclass
+class ZeroCostConfig(EvaluatorConfig):
+    """Schema of ``conf/evaluator/zero_cost.yaml``."""
+
+    name: str = "zero_cost"
+    # Weight of each standardised feature in the score: proxies of mbnas.proxies, or depth,
+    # macs, params; a weight of 0 turns a feature off (the shipped config lists the defaults).
+    features: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 64  # training images the proxies see (the same batch for every candidate)
+    reference_archs: int = 50  # members within budget that standardise each feature
+
+    @property
+    def used(self) -> dict[str, float]:
+        """The features with a weight other than 0."""
+        return {name: weight for name, weight in self.features.items() if weight}
+
+    def check(self) -> None:
+        for name, weight in self.features.items():
+            if name not in FEATURES:
+                raise ConfigError(f"evaluator.features.{name}", "is not a feature",
+                                  f"choose from {', '.join(FEATURES)}")
+            check_float(weight, f"evaluator.features.{name}", low=float("-inf"))
+        if not self.used:
+            raise ConfigError("evaluator.features", "no feature has a weight",
+                              "give at least one, e.g. evaluator.features.naswot=1")
+        check_int(self.batch_size, "evaluator.batch_size", minimum=2)
+        check_int(self.reference_archs, "evaluator.reference_archs", minimum=2)
+
+
+@register
+class ZeroCostEvaluator(Evaluator):
+    """Scores a candidate at initialisation: a weighted sum of standardised features."""
+
+    name = "zero_cost"
+    config = ZeroCostConfig
+    cfg: ZeroCostConfig
+
+    def __init__(self, cfg: ZeroCostConfig, context: EvaluationContext) -> None:
+        super().__init__(cfg, context)
+        data = dataclasses.replace(context.data, batch_size=cfg.batch_size, augment=False)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(context.seed)
+        images, labels = next(iter(make_loader(data, "train", shuffle=True)))
+        torch.random.set_rng_state(generator_state)
+        self.images, self.labels = images.to(context.device), labels.to(context.device)
+        self.reference: dict[str, tuple[float, float]] = {}
+
+    def features(self, arch: ArchSpec) -> dict[str, float]:
+        """The raw value of every configured feature for ``arch`` (untrained, seeded by arch)."""
+        values = {name: ARCH_FEATURES[name](arch) for name in self.cfg.used
+                  if name in ARCH_FEATURES}
+        proxies = [name for name in self.cfg.used if name in PROXIES]
+        if proxies:
+            torch.manual_seed(self.context.seed + int(arch.digest()[:8], 16))
+            model = build(arch).to(self.context.device)
+            values.update({name: PROXIES[name](model, self.images, self.labels)
+                           for name in proxies})
+        return values
+
+    def prepare(self, run: RunFolder) -> None:
+        path = run.path / REFERENCE_FILE
+        if path.is_file():
+            self.restore(run)
+            return
+        rng = random.Random(self.context.seed)
+        members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
+        samples = [self.features(members.sample_random(rng))
+                   for _ in range(self.cfg.reference_archs)]
+        self.reference = {name: (statistics.fmean(s[name] for s in samples),
+                                 statistics.pstdev([s[name] for s in samples]) or 1.0)
+                          for name in self.cfg.used}
+        run.path.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"features": self.cfg.used,
+                                         "reference": self.reference}, indent=1))
+        temporary.replace(path)
+
+    def restore(self, run: RunFolder) -> None:
+        path = run.path / REFERENCE_FILE
+        if not path.is_file():
+            raise ConfigError(str(path), "missing: the scores are standardised by it",
+                              "run the search again to measure it")
+        saved = json.loads(path.read_text())
+        self.reference = {name: tuple(value) for name, value in saved["reference"].items()}
+        missing = set(self.cfg.used) - set(self.reference)
+        if missing:
+            raise ConfigError(str(path), f"has no reference for {', '.join(sorted(missing))}",
+                              "delete it to measure the new features, or keep the features")
+
+    def score(self, values: dict[str, float]) -> float:
+        """The weighted sum of the standardised ``values``."""
+        return sum(weight * (values[name] - self.reference[name][0]) / self.reference[name][1]
+                   for name, weight in self.cfg.used.items())
+
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+        start = time.perf_counter()
+        values = self.features(arch)
+        score = self.score(values)
+        seconds = time.perf_counter() - start
+        if log is not None:
+            for name, value in values.items():
+                log.scalar(f"zero_cost/{name}", value, 0)
+            log.scalar("time/evaluation_s", seconds, 0)
+        return Evaluation(score, seconds)

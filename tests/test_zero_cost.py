@@ -1,0 +1,76 @@
+import json
+import math
+
+import pytest
+import torch
+
+import mbnas
+from mbnas.budget import Budget
+from mbnas.data import DataConfig
+from mbnas.errors import ConfigError
+from mbnas.evaluators import EvaluationContext, evaluator_config, make_evaluator
+from mbnas.run_folder import RunFolder
+from mbnas.search import space_defaults
+from mbnas.space import load_space
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("tests/fixtures/tiny_space.yaml").replace(resolution=16)
+
+
+def zero_cost(space, **settings):
+    cfg = evaluator_config({"name": "zero_cost", "features": {"naswot": 1.0}, "batch_size": 8,
+                            "reference_archs": 4, **settings})
+    context = EvaluationContext(data=DataConfig(resolution=16, synthetic_size=64),
+                                device=torch.device("cpu"), seed=0, space=space,
+                                budget=Budget())
+    return make_evaluator(cfg, context)
+
+
+def test_scores_are_standardised_repeatable_and_the_reference_is_kept(space, tmp_path):
+    evaluator = zero_cost(space, features={"naswot": 1.0, "depth": 0.5, "macs": 0.0})
+    run = RunFolder(tmp_path / "run")
+    evaluator.prepare(run)
+    saved = json.loads((run.path / "zero_cost_reference.json").read_text())
+    assert set(saved["reference"]) == {"naswot", "depth"}  # a weight of 0 is off
+    arch = space.largest()
+    first = evaluator.evaluate(arch)
+    assert math.isfinite(first.score) and first.seconds >= 0
+    assert evaluator.evaluate(arch).score == pytest.approx(first.score)
+    restored = zero_cost(space, features={"naswot": 1.0, "depth": 0.5, "macs": 0.0})
+    restored.restore(run)
+    assert restored.evaluate(arch).score == pytest.approx(first.score)
+
+
+def test_depth_counts_the_layers_that_are_not_skip():
+    space = load_space("nas_bench_macro")
+    evaluator = zero_cost(space, features={"depth": 1.0})
+    assert evaluator.features(space.smallest()) == {"depth": 0.0}
+    assert evaluator.features(space.largest()) == {"depth": 8.0}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"features": {"accuracy": 1.0}}, r"evaluator\.features\.accuracy: is not a feature"),
+    ({"features": {"naswot": 0}}, r"evaluator\.features: no feature has a weight"),
+    ({"batch_size": 1}, r"evaluator\.batch_size"),
+])
+def test_bad_settings_name_the_key(space, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        zero_cost(space, **settings)
+
+
+def test_a_restored_run_refuses_features_it_has_no_reference_for(space, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    zero_cost(space, features={"depth": 1.0}).prepare(run)
+    with pytest.raises(ConfigError, match="has no reference for naswot"):
+        zero_cost(space, features={"naswot": 1.0}).restore(run)
+
+
+def test_a_space_may_name_the_evaluator_its_searches_use():
+    assert mbnas.load_space("nas_bench_macro").evaluator == "zero_cost"
+    assert space_defaults(["space=nas_bench_macro"]) == ["space=nas_bench_macro",
+                                                         "evaluator=zero_cost"]
+    assert space_defaults(["space=nas_bench_macro", "evaluator=supernet"]) == [
+        "space=nas_bench_macro", "evaluator=supernet"]
+    assert space_defaults(["+budget.macs=300M"]) == ["+budget.macs=300M"]
