@@ -378,10 +378,10 @@ def command_rank(args: argparse.Namespace) -> int:
     for label, (name, overrides) in evaluator_specs(args).items():
         results["evaluators"][label] = rank_one(label, name, overrides, archs, truth, macs,
                                                 data, cache / "rank", args)
+        if args.out:  # after every evaluator: a long run stopped later keeps what it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=1))
     print_rank(results)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 
 
