@@ -16,7 +16,7 @@ COMMANDS = {
     "search": ("mbnas.commands.search", "search a space under MAC / latency / parameter budgets"),
     "report": ("mbnas.commands.report", "top trials and Pareto set of a search run"),
     "export": ("mbnas.commands.export", "write a run's best architecture, weights, ONNX"),
-    "latency": ("mbnas.commands.latency", "build a space's per-block latency table"),
+    "latency": ("mbnas.commands.latency", "build / check / export a space's latency table"),
     "cost": ("mbnas.commands.cost", "MACs, parameters and CPU latency of an architecture"),
     "train": ("mbnas.commands.train", "train an architecture (from scratch or search weights)"),
     "evaluate": ("mbnas.commands.evaluate", "top-1 accuracy of a trained run on a data split"),
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mbnas: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
+    if overrides and "=" not in overrides[0] and hasattr(module, "ACTIONS"):
+        overrides = [f"action={overrides[0]}", *overrides[1:]]  # `latency build ...`
     try:
         # A command may add defaults that depend on other options (search: the space's evaluator).
         overrides = getattr(module, "defaults", list)(overrides)

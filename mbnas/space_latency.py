@@ -1,59 +1,200 @@
-"""A search space's latency table: measure its members' blocks, fit the whole-network line,
-and report the table's error on members it was not fitted on."""
+"""A search space's latency table: build it here through a runtime, export its blocks for a
+device to measure, and check a table against members measured end to end."""
 
 from __future__ import annotations
 
+import json
 import random
-import statistics
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mbnas.arch import ArchSpec
-from mbnas.cost.latency import LatencyConfig, measure
+from mbnas.cost import device_script
+from mbnas.cost.block_set import Entry, arch_entries, block_set_digest, space_entries
+from mbnas.cost.device_script import (
+    BUNDLE_FORMAT,
+    build_table,
+    compare,
+    error_summary,
+    is_busy,
+    machine_info,
+    measure_in_chunks,
+)
+from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
+from mbnas.cost.runtimes import (
+    Identity,
+    RuntimeSettings,
+    batched,
+    check_runtime,
+    make_call,
+    onnx_bytes,
+    runtime_versions,
+    torch_threads,
+)
+from mbnas.errors import ConfigError
+from mbnas.nn import build
 from mbnas.space import SearchSpace
+
+# The input of the identity model that measures a runtime's per-call overhead: small enough that
+# the copy it makes costs nothing next to the call itself.
+OVERHEAD_SHAPE = (1, 8, 4, 4)
+DEVICE_SCRIPT = "measure_blocks.py"
 
 
 @dataclass(frozen=True)
 class TableSample:
-    """How many random members feed each step: block entries, the calibration, the check."""
+    """Which entries a table holds and which members fit and check it.
 
-    members: int = 20
-    calibrate: int = 5
+    ``members=None``: every block any member can hold (a table for the whole space); a number:
+    only the blocks of that many random members and of the calibration and check members (a
+    quick table, enough to measure its error, that refuses other members).
+    """
+
+    members: int | None = None
+    calibrate: int = 8
     check: int = 10
     seed: int = 0
 
 
-def build_table(space: SearchSpace, sample: TableSample, latency: LatencyConfig
-                ) -> dict[str, Any]:
-    """Measure, calibrate and check ``space``'s cached table; its path, fit and errors."""
+@dataclass(frozen=True)
+class Network:
+    """A whole member measured to fit (``calibrate``) or test (``check``) the table."""
+
+    name: str
+    role: str
+    arch: ArchSpec
+
+    def manifest(self, file: str, batch: int) -> dict[str, Any]:
+        """Its description in a bundle or table: name, role, file, input shape, entry keys."""
+        a = self.arch
+        return {"name": self.name, "role": self.role, "file": file,
+                "shape": [batch, a.in_channels, a.resolution, a.resolution],
+                "keys": [e.key for e in arch_entries(a)]}
+
+
+def table_networks(space: SearchSpace, sample: TableSample) -> list[Network]:
+    """The smallest and largest member plus random ones to calibrate; other random ones to check."""
     rng = random.Random(sample.seed)
-    table = LatencyTable.for_space(space.name, space.resolution, latency.threads,
-                                   warmup=latency.warmup, repeats=latency.repeats)
-    members = [space.smallest(), space.largest()]
-    members += [space.sample_random(rng) for _ in range(sample.members)]
-    missing = table.missing(members)
-    for entry in tqdm(missing, desc=f"measuring blocks of {space.name}", unit="block",
-                      disable=not missing):
-        table.measure([entry])
-    table.save()
+    calibrate = [space.smallest(), space.largest()]
+    calibrate += [space.sample_random(rng) for _ in range(max(sample.calibrate - 2, 0))]
+    check = [space.sample_random(random.Random(rng.random())) for _ in range(sample.check)]
+    return ([Network(f"calibrate-{i:03d}", "calibrate", a) for i, a in enumerate(calibrate)]
+            + [Network(f"check-{i:03d}", "check", a) for i, a in enumerate(check)])
 
-    def whole(arch: ArchSpec) -> float:
-        return measure(arch, threads=latency.threads, warmup=latency.warmup,
-                       repeats=latency.repeats).median_ms
 
-    calibration = [space.sample_random(rng) for _ in range(sample.calibrate)]
-    table.calibrate((arch, whole(arch)) for arch in tqdm(calibration, desc="calibrating"))
-    checks = []
-    for arch in tqdm([space.sample_random(rng) for _ in range(sample.check)], desc="checking"):
-        measured, predicted = whole(arch), table.predict(arch)
-        checks.append({"measured_ms": measured, "predicted_ms": predicted,
-                       "error": (predicted - measured) / measured})
-    errors = [abs(c["error"]) for c in checks]
-    return {"space": space.name, "resolution": space.resolution, "table": str(table.path),
-            "entries": len(table.entries), "scale": table.scale, "offset": table.offset,
-            "checks": checks,
-            "median_error": statistics.median(errors) if errors else None,
-            "max_error": max(errors) if errors else None}
+def table_entries(space: SearchSpace, sample: TableSample, networks: list[Network]
+                  ) -> list[Entry]:
+    """The entries the table measures: the whole block set, or the sampled members' blocks."""
+    if sample.members is None:
+        return space_entries(space)
+    rng = random.Random(sample.seed + 1)
+    archs = [n.arch for n in networks] + [space.sample_random(rng) for _ in range(sample.members)]
+    found = {e.key: e for arch in archs for e in arch_entries(arch)}
+    return [found[key] for key in sorted(found)]
+
+
+def table_meta(space: SearchSpace, entries: list[Entry]) -> dict[str, Any]:
+    """What a table records about the space: name, resolution, classes, block set, coverage."""
+    block_set = [e.key for e in space_entries(space)]
+    return {"space": space.name, "resolution": space.resolution,
+            "num_classes": space.num_classes, "block_set": block_set_digest(block_set),
+            "complete": {e.key for e in entries} >= set(block_set)}
+
+
+def build_space_table(space: SearchSpace, sample: TableSample, cfg: LatencyConfig,
+                      log: Callable[[str], None] = print) -> LatencyTable:
+    """Measure ``space``'s table here, through ``cfg``'s runtime; the table with its errors."""
+    settings = cfg.settings()
+    networks = table_networks(space, sample)
+    entries = table_entries(space, sample, networks)
+
+    def maker(module: Callable[[], Any], shape: tuple[int, ...]) -> Callable[[], Any]:
+        return lambda: make_call(module(), shape, settings)
+
+    with torch_threads(settings.threads):
+        document = build_table(
+            {**table_meta(space, entries), **settings.describe()},
+            {e.key: maker(e.module, e.shape) for e in entries},
+            make_call(Identity(), OVERHEAD_SHAPE, settings),
+            [n.manifest("", settings.batch) for n in networks],
+            {n.name: maker(lambda a=n.arch: build(a), _input_shape(n.arch)) for n in networks},
+            cfg.warmup, cfg.repeats, log)
+    return LatencyTable(document)
+
+
+def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: int = 1) -> Path:
+    """Write ONNX files of the space's entries, the overhead model and the calibration and check
+    members, a manifest and a copy of the device script into ``folder``; its manifest path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "blocks").mkdir(exist_ok=True)
+    (folder / "networks").mkdir(exist_ok=True)
+    settings = RuntimeSettings(runtime="onnxruntime", batch=batch)
+    networks = table_networks(space, sample)
+    entries = table_entries(space, sample, networks)
+    manifest_entries = []
+    for index, entry in enumerate(entries):
+        file = f"blocks/{index:05d}.onnx"
+        (folder / file).write_bytes(onnx_bytes(entry.module(), batched(entry.shape, batch)))
+        manifest_entries.append({"key": entry.key, "file": file,
+                                 "shape": list(batched(entry.shape, batch))})
+    for network in networks:
+        shape = batched(_input_shape(network.arch), batch)
+        (folder / f"networks/{network.name}.onnx").write_bytes(
+            onnx_bytes(build(network.arch), shape))
+    (folder / "overhead.onnx").write_bytes(onnx_bytes(Identity(), OVERHEAD_SHAPE))
+    # The runtime, its version and the thread count are the device's to state.
+    meta = {**table_meta(space, entries), "batch": batch, "dtype": settings.dtype,
+            "layout": settings.layout, "versions": runtime_versions(RuntimeSettings())}
+    manifest = {"format": BUNDLE_FORMAT, "meta": meta,
+                "overhead": {"file": "overhead.onnx", "shape": list(OVERHEAD_SHAPE)},
+                "entries": manifest_entries,
+                "networks": [n.manifest(f"networks/{n.name}.onnx", batch) for n in networks]}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.copyfile(device_script.__file__, folder / DEVICE_SCRIPT)
+    return folder / "manifest.json"
+
+
+def check_space_table(space: SearchSpace, table: LatencyTable, members: int, seed: int,
+                      warmup: int, repeats: int) -> dict[str, Any]:
+    """Measure ``members`` random members end to end here, in the table's runtime and settings,
+    and compare with the table's predictions: errors as fractions."""
+    table.check_space(space)
+    m = table.meta
+    check_runtime(m["runtime"])
+    settings = RuntimeSettings(runtime=m["runtime"], threads=m["threads"], batch=m["batch"])
+    rng = random.Random(seed)
+    networks = [Network(f"member-{i:03d}", "check", space.sample_random(rng))
+                for i in range(members)]
+    for network in networks:
+        table.predict(network.arch)  # a table that lacks a member's blocks says so first
+    with torch_threads(settings.threads):
+        measured = measure_in_chunks(
+            {n.name: (lambda a=n.arch: make_call(build(a), _input_shape(a), settings))
+             for n in networks}, warmup, repeats, log=lambda _: None)
+    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], measured)
+    spreads = [s["spread"] for s in measured.values()]
+    here = machine_info()["device"]
+    return {"space": space.name, "table": table.source, "runtime": m["runtime"],
+            "threads": m["threads"], "batch": m["batch"], "table_device": m["device"],
+            "device": here, "same_device": here == m["device"], "checks": rows,
+            **error_summary(rows), "busy": is_busy(spreads),
+            "median_spread": sorted(spreads)[len(spreads) // 2] if spreads else 0.0}
+
+
+def load_table_for(space: SearchSpace, path: str | None) -> LatencyTable:
+    """The table at ``path``, refused unless it was built for ``space``."""
+    if not path:
+        raise ConfigError("latency.table", "is not set",
+                          f"build a table with `python -m mbnas latency build space={space.name}"
+                          " out=FILE` and pass latency.table=FILE")
+    table = LatencyTable.load(path)
+    table.check_space(space)
+    return table
+
+
+def _input_shape(arch: ArchSpec) -> tuple[int, ...]:
+    return (1, arch.in_channels, arch.resolution, arch.resolution)

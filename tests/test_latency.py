@@ -6,17 +6,25 @@ import pytest
 
 import mbnas
 from mbnas.__main__ import main
-from mbnas.cost.latency import measure
-from mbnas.cost.latency_table import LatencyTable, arch_entries, device_key
-from mbnas.space import load_space
+from mbnas.cost.block_set import arch_entries, block_set_digest, space_entries
+from mbnas.cost.device_script import error_summary, fit_line, predict
+from mbnas.cost.latency import Latency, LatencyConfig, measure
+from mbnas.cost.latency_table import LatencyTable
+from mbnas.errors import ConfigError
+from mbnas.search.latency import LatencyEstimateConfig, MeasuredLatency, latency_estimator
+from mbnas.space import available_spaces, load_space
 
-TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
+FIXTURES = Path(__file__).parent / "fixtures"
+MICRO_SPACE = FIXTURES / "micro_space.yaml"
+TINY_SPACE = FIXTURES / "tiny_space.yaml"
+QUICK = ["calibrate=3", "check=2", "latency.repeats=2", "latency.warmup=1"]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MBNAS_CACHE", str(tmp_path))
-    return tmp_path
+def build_table(tmp_path: Path, runtime: str, *extra: str) -> Path:
+    out = tmp_path / f"micro-{runtime}.json"
+    assert main(["latency", "build", f"space={MICRO_SPACE}", f"out={out}",
+                 f"latency.runtime={runtime}", "format=json", *QUICK, *extra]) == 0
+    return out
 
 
 def test_measured_latency_is_a_positive_median():
@@ -24,41 +32,137 @@ def test_measured_latency_is_a_positive_median():
     assert latency.median_ms > 0 and latency.repeats == 3 and latency.threads == 1
 
 
+def test_onnxruntime_measures_the_exported_network():
+    pytest.importorskip("onnxruntime")
+    latency = measure("mobilenet_v3_small", warmup=1, repeats=3, runtime="onnxruntime")
+    assert latency.median_ms > 0 and latency.runtime == "onnxruntime"
+
+
 def test_entries_cover_stem_every_block_and_head():
     arch = mbnas.load_arch("mobilenet_v2")
-    keys = [key for key, _, _ in arch_entries(arch)]
+    keys = [e.key for e in arch_entries(arch)]
     assert keys[0].startswith("stem|") and keys[-1].startswith("head|")
     assert len(keys) == arch.total_blocks + 2
     assert "|r112" in keys[1]  # the first block sees the stem's 112x112 output
+    v1 = arch_entries(mbnas.load_arch("mobilenet_v1"))  # a head without a 1x1 conv
+    assert v1[-1].key.startswith("head|1024|None|") and v1[-1].module() is not None
 
 
-def test_table_is_cached_per_device_key_and_grows_lazily(cache):
-    space = load_space(TINY_SPACE)
-    table = LatencyTable.for_space(space.name, space.resolution, threads=1, repeats=2, warmup=1)
-    assert table.path.parent == cache / "latency" and space.name in table.path.name
-    arch = space.sample_random(random.Random(0))
-    first = table.predict(arch)
-    assert first > 0 and table.path.is_file()
-    stored = json.loads(table.path.read_text())
-    assert stored["meta"]["threads"] == "1" and stored["meta"]["torch"] == device_key(1)["torch"]
-    again = LatencyTable.for_space(space.name, space.resolution, threads=1)
-    assert again.missing([arch]) == [] and again.predict(arch) == pytest.approx(first)
+@pytest.mark.parametrize("name", [*available_spaces(), str(TINY_SPACE)])
+def test_a_spaces_block_set_holds_every_members_entries(name):
+    space = load_space(name)
+    keys = {e.key for e in space_entries(space)}
+    rng = random.Random(0)
+    for arch in [space.smallest(), space.largest(), *(space.sample_random(rng) for _ in range(30))]:
+        assert {e.key for e in arch_entries(arch)} <= keys
 
 
-def test_calibration_fits_a_line_through_measured_members(cache):
-    space = load_space(TINY_SPACE)
-    table = LatencyTable.for_space(space.name, space.resolution, repeats=2, warmup=1)
-    rng = random.Random(1)
-    members = [space.sample_random(rng) for _ in range(4)]
-    # Pretend whole networks take 2 ms more and twice as long as their summed blocks.
-    offset, scale = table.calibrate((a, 2.0 + 2.0 * table.block_sum(a)) for a in members)
-    assert scale == pytest.approx(2.0) and offset == pytest.approx(2.0)
-    assert table.predict(members[0]) == pytest.approx(2.0 + 2.0 * table.block_sum(members[0]))
+def test_block_sets_differ_between_spaces_and_choices():
+    micro = load_space(MICRO_SPACE)
+    digest = block_set_digest(e.key for e in space_entries(micro))
+    assert digest == block_set_digest(e.key for e in reversed(space_entries(micro)))
+    assert digest != block_set_digest(e.key for e in space_entries(micro.replace(resolution=64)))
+    assert digest != block_set_digest(e.key for e in space_entries(load_space(TINY_SPACE)))
 
 
-def test_latency_command_reports_the_tables_error(cache, capsys):
-    assert main(["latency", f"space={TINY_SPACE}", "members=2", "calibrate=3", "check=2",
-                 "repeats=2", "warmup=1", "format=json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["space"] == "tiny" and len(result["checks"]) == 2
-    assert result["median_error"] >= 0 and Path(result["table"]).is_file()
+def test_the_line_is_fitted_robustly_and_the_overhead_paid_once():
+    pairs = [(x, 0.5 + 2.0 * x) for x in (1.0, 2.0, 3.0, 4.0)] + [(2.5, 40.0)]  # one outlier
+    assert fit_line(pairs) == pytest.approx({"offset_ms": 0.5, "scale": 2.0})
+    table = {"model": {"call_overhead_ms": 0.1, "offset_ms": 0.2, "scale": 1.0},
+             "entries": {"a": 1.1, "b": 2.1}}
+    assert predict(table, ["a", "b", "a"]) == pytest.approx(0.2 + 1.0 + 2.0 + 1.0)
+    errors = error_summary([{"error": e} for e in (0.01, -0.02, 0.03, -0.5)])
+    assert errors["median_abs_error"] == pytest.approx(0.025)
+    assert errors["p90_abs_error"] == errors["max_abs_error"] == 0.5
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    path = build_table(tmp_path, runtime)
+    built = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    space = load_space(MICRO_SPACE)
+    assert built["entries"] == len(space_entries(space)) and built["complete"]
+    table = LatencyTable.load(path)
+    meta = table.meta
+    assert meta["runtime"] == runtime and meta["threads"] == 1 and meta["batch"] == 1
+    assert (meta["dtype"], meta["layout"]) == ("float32", "NCHW")
+    assert runtime in meta["versions"] and meta["device"] and meta["date"]
+    table.check_space(space)
+    member = space.sample_random(random.Random(3))
+    assert table.predict(member) > 0
+    estimate = latency_estimator(LatencyEstimateConfig(mode="table", table=str(path)), space)
+    assert estimate(member) == pytest.approx(table.predict(member))
+
+    assert main(["latency", "check", f"space={MICRO_SPACE}", f"latency.table={path}", "check=2",
+                 "latency.repeats=2", "latency.warmup=1", "format=json"]) == 0
+    checked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert checked["runtime"] == runtime and len(checked["checks"]) == 2
+    assert checked["median_abs_error"] >= 0 and checked["p90_abs_error"] >= 0
+
+
+def test_a_table_for_another_space_or_block_set_is_refused(tmp_path, capsys):
+    path = build_table(tmp_path, "torch")
+    table = LatencyTable.load(path)
+    with pytest.raises(ConfigError, match="built for space 'micro', not 'tiny'"):
+        table.check_space(load_space(TINY_SPACE))
+    micro = load_space(MICRO_SPACE)
+    with pytest.raises(ConfigError, match="another block set"):
+        table.check_space(micro.replace(resolution=64))
+    with pytest.raises(ConfigError, match="built for 10 classes, the search has 100"):
+        table.check_space(micro.replace(num_classes=100))
+    capsys.readouterr()
+    assert main(["latency", "check", f"space={TINY_SPACE}", f"latency.table={path}"]) == 2
+    assert "was built for space 'micro'" in capsys.readouterr().err
+
+
+def test_a_sampled_table_refuses_members_it_lacks(tmp_path, capsys):
+    path = build_table(tmp_path, "torch", "members=0", "calibrate=2", "check=0")
+    table = LatencyTable.load(path)
+    assert not table.meta["complete"]
+    space = load_space(MICRO_SPACE)
+    lacking = next(a for a in (space.sample_random(random.Random(i)) for i in range(50))
+                   if table.missing(a))
+    with pytest.raises(ConfigError, match="has no entry for"):
+        table.predict(lacking)
+
+
+def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    bundle = tmp_path / "bundle"
+    assert main(["latency", "export", f"space={MICRO_SPACE}", f"out={bundle}", "calibrate=3",
+                 "check=2"]) == 0
+    assert (bundle / "measure_blocks.py").is_file() and (bundle / "manifest.json").is_file()
+    namespace: dict = {"__name__": "device"}  # run the copy, as a device would, not mbnas's
+    exec(compile((bundle / "measure_blocks.py").read_text(), "measure_blocks.py", "exec"),
+         namespace)
+    out = tmp_path / "device-table.json"
+    assert namespace["main"]([str(bundle), "--repeats", "2", "--warmup", "1",
+                              "--out", str(out)]) == 0
+    table = LatencyTable.load(out)
+    table.check_space(load_space(MICRO_SPACE))
+    assert table.meta["runtime"] == "onnxruntime" and "onnxruntime" in table.meta["versions"]
+    assert table.predict(load_space(MICRO_SPACE).smallest()) > 0
+
+
+def test_the_former_command_form_says_what_to_do(capsys):
+    assert main(["latency", f"space={MICRO_SPACE}"]) == 2
+    assert "latency build" in capsys.readouterr().err
+    assert main(["latency", "build", f"space={MICRO_SPACE}"]) == 2
+    assert "out: required" in capsys.readouterr().err
+
+
+def test_table_mode_without_a_table_says_how_to_build_one():
+    with pytest.raises(ConfigError, match="latency build space=micro"):
+        latency_estimator(LatencyEstimateConfig(mode="table"), load_space(MICRO_SPACE))
+
+
+def test_a_busy_machine_is_reported_once(monkeypatch, capsys):
+    noisy = Latency(median_ms=10.0, iqr_ms=5.0, repeats=10, threads=1)
+    monkeypatch.setattr("mbnas.search.latency.measure_config", lambda arch, cfg: noisy)
+    estimate = MeasuredLatency(LatencyConfig())
+    arch = load_space(MICRO_SPACE).smallest()
+    assert estimate.measure(arch) == estimate.measure(arch) == 10.0
+    assert capsys.readouterr().out.count("vary by 50% across repeats") == 1
+    assert noisy.busy and not Latency(10.0, 0.2, 10, 1).busy

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from mbnas.architectures import load_arch
 from mbnas.config import OutputFormat
 from mbnas.cost import count
-from mbnas.cost.latency import LatencyConfig, measure
+from mbnas.cost.device_script import processor_name
+from mbnas.cost.latency import LatencyConfig, busy_message, measure_config
 from mbnas.scaling import scale_arch
 from mbnas.units import format_count
 
@@ -35,12 +36,13 @@ def run(cfg: Config) -> None:
     cost = count(arch)
     latency = None
     if cfg.latency.measure:
-        latency = measure(arch, threads=cfg.latency.threads, warmup=cfg.latency.warmup,
-                          repeats=cfg.latency.repeats)
+        latency = measure_config(arch, cfg.latency)
     if cfg.format is OutputFormat.json:
         result = {"arch": arch.name, "resolution": arch.resolution, **cost.to_dict(),
                   "latency_ms": latency and round(latency.median_ms, 4),
-                  "latency_threads": cfg.latency.threads}
+                  "latency_threads": cfg.latency.threads,
+                  "latency_runtime": cfg.latency.runtime,
+                  "latency_busy": latency and latency.busy}
         print(json.dumps(result))
         return
     print(f"{arch.name} at {arch.resolution}x{arch.resolution}, {arch.num_classes} classes")
@@ -54,5 +56,8 @@ def run(cfg: Config) -> None:
     print(f"{'total':<25} {cost.macs:>15,} {cost.params:>12,}")
     print(f"= {format_count(cost.macs)} MACs, {format_count(cost.params)} parameters")
     if latency:
-        print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) on "
-              f"{latency.device}, batch 1, {latency.threads} thread(s), {latency.repeats} runs")
+        print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) with "
+              f"{latency.runtime} on {processor_name()}, batch {cfg.latency.batch}, "
+              f"{latency.threads} thread(s), {latency.repeats} runs")
+        if latency.busy:
+            print(busy_message(latency))

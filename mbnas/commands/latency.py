@@ -1,46 +1,146 @@
-"""``python -m mbnas latency space=<name>``: build a space's latency table and report its error."""
+"""``python -m mbnas latency build|check|export space=<name> ...``: latency lookup tables.
+
+- ``build out=FILE``: measure the space's table here, through ``latency.runtime``.
+- ``check latency.table=FILE``: measure random members end to end here; print the table's error.
+- ``export out=FOLDER``: ONNX files of the space's blocks plus a script that measures them with
+  onnxruntime on another device and writes the table there.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from mbnas.config import OutputFormat
 from mbnas.cost.latency import LatencyConfig
-from mbnas.space import load_space
-from mbnas.space_latency import TableSample, build_table
-from mbnas.validation import check_int
+from mbnas.errors import ConfigError
+from mbnas.space import SearchSpace, load_space
+from mbnas.space_latency import (
+    DEVICE_SCRIPT,
+    TableSample,
+    build_space_table,
+    check_space_table,
+    export_bundle,
+    load_table_for,
+)
+from mbnas.validation import check_choice, check_int
+
+# The word after `latency` (see mbnas.__main__): what to do.
+ACTIONS = ("build", "check", "export")
+USAGE = ("say what to do: `python -m mbnas latency build space=<name> out=FILE`, "
+         "`latency check space=<name> latency.table=FILE` or `latency export space=<name> "
+         "out=FOLDER` (the former `python -m mbnas latency space=...` is `latency build`)")
+
+
+@dataclass
+class TableLatencyConfig(LatencyConfig):
+    """The ``latency`` node of `latency`: runtime settings, and the table that `check` reads."""
+
+    warmup: int = 5
+    repeats: int = 20
+    table: str | None = None
 
 
 @dataclass
 class Config:
+    action: str | None = None
     space: str | None = None
-    members: int = 20
-    calibrate: int = 5
+    out: str | None = None
+    members: int | None = None
+    calibrate: int = 8
     check: int = 10
-    threads: int = 1
-    warmup: int = 5
-    repeats: int = 20
+    num_classes: int | None = None
     seed: int = 0
     format: OutputFormat = OutputFormat.table
+    latency: TableLatencyConfig = field(default_factory=TableLatencyConfig)
 
 
 def run(cfg: Config) -> None:
-    for key in ("members", "calibrate", "check"):
+    if cfg.action is None:
+        raise ConfigError("latency", USAGE)
+    check_choice(cfg.action, "latency <action>", ACTIONS)
+    for key in ("calibrate", "check"):
         check_int(getattr(cfg, key), key, minimum=0)
-    result = build_table(load_space(cfg.space),
-                         TableSample(cfg.members, cfg.calibrate, cfg.check, cfg.seed),
-                         LatencyConfig(cfg.threads, cfg.warmup, cfg.repeats))
+    if cfg.members is not None:
+        check_int(cfg.members, "members", minimum=0)
+    space = load_space(cfg.space)
+    if cfg.num_classes is not None:
+        space = space.replace(num_classes=check_int(cfg.num_classes, "num_classes"))
+    {"build": build, "check": check, "export": export}[cfg.action](cfg, space)
+
+
+def output_path(cfg: Config) -> Path:
+    """The ``out=`` path, required by build and export."""
+    if not cfg.out:
+        raise ConfigError("out", "required", f"add out=... to `python -m mbnas latency "
+                          f"{cfg.action}`")
+    return Path(cfg.out)
+
+
+def build(cfg: Config, space: SearchSpace) -> None:
+    """Build, save and report a table."""
+    out = output_path(cfg)
+    quiet = cfg.format is OutputFormat.json
+    table = build_space_table(space, TableSample(cfg.members, cfg.calibrate, cfg.check, cfg.seed),
+                              cfg.latency, log=(lambda _: None) if quiet else print)
+    table.save(out)
+    result = {"table": str(out), "entries": len(table.entries), **table.meta,
+              **table.document["model"], "checks": table.document["check"]}
+    if quiet:
+        print(json.dumps(result))
+        return
+    print(f"wrote {out}: {len(table.entries)} entries; {table.describe()}")
+    print_model(table.document["model"])
+    print_errors(result)
+
+
+def check(cfg: Config, space: SearchSpace) -> None:
+    """Measure members end to end and print the table's error."""
+    table = load_table_for(space, cfg.latency.table)
+    result = check_space_table(space, table, check_int(cfg.check, "check"), cfg.seed,
+                               cfg.latency.warmup, cfg.latency.repeats)
     if cfg.format is OutputFormat.json:
         print(json.dumps(result))
         return
-    print(f"latency table of space {result['space']!r} at {result['resolution']}px: "
-          f"{result['table']}")
-    print(f"{result['entries']} entries; whole network = {result['offset']:.3f} ms + "
-          f"{result['scale']:.3f} × Σ blocks")
+    print(f"table {table.source}: {table.describe()}")
+    if not result["same_device"]:
+        print(f"note: measured here on {result['device']}, not the table's device: the errors "
+              "include the difference between the two machines")
+    print_errors(result)
+
+
+def export(cfg: Config, space: SearchSpace) -> None:
+    """Write a bundle of ONNX files and the device script."""
+    folder = output_path(cfg)
+    sample = TableSample(cfg.members, cfg.calibrate, cfg.check, cfg.seed)
+    manifest = export_bundle(space, sample, folder, batch=cfg.latency.batch)
+    count = len(json.loads(manifest.read_text())["entries"])
+    if cfg.format is OutputFormat.json:
+        print(json.dumps({"bundle": str(folder), "entries": count}))
+        return
+    print(f"wrote {folder}: {count} block ONNX files, calibration and check members, "
+          f"{DEVICE_SCRIPT}")
+    print(f"on the device: python {folder.name}/{DEVICE_SCRIPT} {folder.name} --threads 1 "
+          f"--out {space.name}-table.json   (needs numpy and onnxruntime)")
+
+
+def print_model(model: dict[str, float]) -> None:
+    """The fitted whole-network line."""
+    print(f"whole network = {model['offset_ms']:.3f} ms + {model['scale']:.3f} × "
+          f"Σ (entry − {model['call_overhead_ms']:.3f} ms call overhead)")
+
+
+def print_errors(result: dict[str, Any]) -> None:
+    """Per checked member measured vs predicted, then median / p90 |error| and busy warning."""
     for c in result["checks"]:
-        print(f"  measured {c['measured_ms']:8.2f} ms  predicted {c['predicted_ms']:8.2f} ms  "
-              f"error {c['error']:+.1%}")
-    if result["checks"]:
-        print(f"median |error| {result['median_error']:.1%}, max {result['max_error']:.1%} "
-              f"over {len(result['checks'])} random members")
+        print(f"  {c['name']}: measured {c['measured_ms']:8.2f} ms  predicted "
+              f"{c['predicted_ms']:8.2f} ms  error {c['error']:+.1%}")
+    if result.get("median_abs_error") is not None:
+        print(f"|error| median {result['median_abs_error']:.1%}, p90 "
+              f"{result['p90_abs_error']:.1%}, max {result['max_abs_error']:.1%} over "
+              f"{len(result['checks'])} members")
+    if result.get("busy"):
+        print(f"warning: the machine was busy (timings varied {result['median_spread']:.0%} "
+              "across repeats): these figures are noisy; measure again when it is idle")

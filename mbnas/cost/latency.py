@@ -1,26 +1,35 @@
-"""Measured latency: batch 1 on the local CPU, warm-up, repeats, median, fixed thread count."""
+"""Measured latency: the median of repeated inferences through a runtime, with its spread, so a
+busy machine shows as a busy measurement instead of a silently noisy number."""
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 import torch
-from torch.utils import benchmark
 
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
+from mbnas.cost.device_script import BUSY_SPREAD, measure_calls
+from mbnas.cost.runtimes import RuntimeSettings, check_runtime, make_call, torch_threads
 from mbnas.nn import build
 
 
 @dataclass
 class LatencyConfig:
-    """How latency is measured: batch 1 on ``threads`` threads, ``warmup`` untimed runs, then
-    the median of ``repeats`` timed ones (the ``latency`` config node of `cost` and `search`)."""
+    """How latency is measured: through ``runtime`` on ``threads`` threads at batch ``batch``,
+    ``warmup`` untimed runs, then the median of ``repeats`` timed ones (the ``latency`` node of
+    `cost`, `search` and `latency`)."""
 
+    runtime: str = "torch"  # torch | onnxruntime
     threads: int = 1
+    batch: int = 1
     warmup: int = 10
     repeats: int = 30
+
+    def settings(self) -> RuntimeSettings:
+        """The runtime settings part (checked: the runtime must be installed)."""
+        check_runtime(self.runtime)
+        return RuntimeSettings(runtime=self.runtime, threads=self.threads, batch=self.batch)
 
 
 @dataclass(frozen=True)
@@ -31,33 +40,46 @@ class Latency:
     iqr_ms: float
     repeats: int
     threads: int
-    device: str
+    runtime: str = "torch"
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over median: a few percent on a quiet machine."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def busy(self) -> bool:
+        """Whether the repeats varied more than they do on a quiet machine."""
+        return self.spread > BUSY_SPREAD
 
 
 def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
-                   warmup: int = 10, repeats: int = 30, device: str = "cpu") -> Latency:
-    """Median wall time of one forward pass of ``model`` on a tensor of ``input_shape``."""
-    model = model.to(device).eval()
-    x = torch.randn(*input_shape, device=device)
-    previous_threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
-                                    num_threads=threads)
-            times = [timer.timeit(number=1).median * 1e3 for _ in range(repeats)]
-    finally:
-        torch.set_num_threads(previous_threads)
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Latency(statistics.median(times), quartiles[2] - quartiles[0], repeats, threads, device)
+                   warmup: int = 10, repeats: int = 30, runtime: str = "torch") -> Latency:
+    """Median wall time of one inference of ``model`` on an input of ``input_shape``."""
+    settings = LatencyConfig(runtime, threads, input_shape[0], warmup, repeats).settings()
+    with torch_threads(threads):
+        call = make_call(model, input_shape, settings)
+        stats = measure_calls({"model": call}, warmup, repeats)["model"]
+    return Latency(stats["median_ms"], stats["iqr_ms"], repeats, threads, runtime)
 
 
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-            device: str = "cpu") -> Latency:
-    """Latency of the network ``arch`` describes at its deployment resolution, batch 1."""
+            runtime: str = "torch", batch: int = 1) -> Latency:
+    """Latency of the network ``arch`` describes at its deployment resolution."""
     arch = load_arch(arch)
-    shape = (1, arch.in_channels, arch.resolution, arch.resolution)
+    shape = (batch, arch.in_channels, arch.resolution, arch.resolution)
     return measure_module(build(arch), shape, threads=threads, warmup=warmup, repeats=repeats,
-                          device=device)
+                          runtime=runtime)
+
+
+def measure_config(arch: ArchSpec | str, cfg: LatencyConfig) -> Latency:
+    """:func:`measure` with the settings of a ``latency`` config node."""
+    return measure(arch, threads=cfg.threads, warmup=cfg.warmup, repeats=cfg.repeats,
+                   runtime=cfg.runtime, batch=cfg.batch)
+
+
+def busy_message(latency: Latency) -> str:
+    """The warning for a latency measured on a busy machine."""
+    return (f"warning: latency measurements vary by {latency.spread:.0%} across repeats (a quiet "
+            "machine: a few %): other processes share the CPU, so measured latencies and the "
+            "budget decisions based on them are noisy; prefer an idle machine or latency=table")

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mbnas.arch import ArchSpec
-from mbnas.cost.latency import LatencyConfig, measure
-from mbnas.cost.latency_table import LatencyTable
+from mbnas.cost.latency import LatencyConfig, busy_message, measure_config
 from mbnas.space import SearchSpace
+from mbnas.space_latency import load_table_for
 
 LATENCY_MODES = ("measured", "table", "none")
 
@@ -20,14 +20,33 @@ class LatencyEstimateConfig(LatencyConfig):
     mode: str = "measured"  # measured | table | none
     warmup: int = 3
     repeats: int = 10
+    table: str | None = None  # mode=table: a table built by `python -m mbnas latency build`
 
 
 def latency_estimator(cfg: LatencyEstimateConfig, space: SearchSpace
                       ) -> Callable[[ArchSpec], float] | None:
-    """A function giving a candidate's batch-1 latency in ms; ``None`` for ``mode=none``."""
+    """A function giving a candidate's latency in ms; ``None`` for ``mode=none``."""
     if cfg.mode == "none":
         return None
     if cfg.mode == "table":
-        return LatencyTable.for_space(space.name, space.resolution, cfg.threads).predict
-    return lambda arch: measure(arch, threads=cfg.threads, warmup=cfg.warmup,
-                                repeats=cfg.repeats).median_ms
+        table = load_table_for(space, cfg.table)
+        print(f"latency: table {table.source} ({table.describe()})", flush=True)
+        return table.predict
+    cfg.settings()  # the runtime is installed: fail now, not at the first candidate
+    return MeasuredLatency(cfg).measure
+
+
+class MeasuredLatency:
+    """Measures candidates; says once per run when the repeats show a busy machine."""
+
+    def __init__(self, cfg: LatencyConfig):
+        self.cfg, self.warned = cfg, False
+
+    def measure(self, arch: ArchSpec) -> float:
+        """The candidate's median latency in ms (a warning the first time it is noisy)."""
+        latency = measure_config(arch, self.cfg)
+        if latency.busy and not self.warned:
+            self.warned = True
+            print(busy_message(latency), flush=True)
+        return latency.median_ms
+

@@ -32,6 +32,7 @@ from mbnas.evaluators import (
 )
 from mbnas.export import export_arch, export_trial
 from mbnas.locking import file_lock
+from mbnas.machine_load import busy_note
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
@@ -134,6 +135,9 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
     print(f"mbnas search: {folder.path} | space {run.space.name} | {run.budget.describe()}"
           f" | objective {cfg.objective} | {max(remaining, 0)} of {cfg.n_trials} trials to go",
           flush=True)
+    note = busy_note(torch.get_num_threads())
+    if note and remaining > 0:
+        print(note, flush=True)
     evaluator = None
     if remaining > 0:
         for name in enqueue_seeds(study, run.space, list(cfg.seeds)):

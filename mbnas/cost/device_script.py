@@ -1,0 +1,289 @@
+"""Measure a latency bundle exported by mbnas on the device it will run on; write the table.
+
+Self-contained on purpose: it needs Python 3.9+, numpy and onnxruntime, not mbnas or torch, so it
+can be copied to a phone-class board or a server next to the bundle folder that
+``python -m mbnas latency export space=<name> out=<folder>`` writes (the folder holds a copy of
+this file)::
+
+    python <folder>/measure_blocks.py <folder> --threads 1 --out table.json
+
+then, back on the search machine: ``python -m mbnas search latency=table latency.table=table.json``.
+mbnas itself builds tables with the same functions (``python -m mbnas latency build``).
+
+The table predicts a whole network as ``offset + scale · Σ (entry − call overhead)``: every entry
+is timed alone and so pays the runtime's per-call overhead (measured on an identity model) once,
+while the whole network pays it once in all; the line is fitted on whole members measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+TABLE_FORMAT = "mbnas-latency-table/1"
+BUNDLE_FORMAT = "mbnas-latency-bundle/1"
+BUSY_SPREAD = 0.10  # interquartile range / median above which a timing is called noisy
+CHUNK = 64  # models alive at once while a block set is measured
+MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer's grain is small
+
+Call = Callable[[], Any]
+
+
+# ----------------------------------------------------------------------------- timing
+
+def sample_times(call: Call, repeats: int, number: int = 1) -> list[float]:
+    """``repeats`` timings (ms per call) of ``call`` run ``number`` times each."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            call()
+        times.append((time.perf_counter() - start) * 1e3 / number)
+    return times
+
+
+def calls_per_sample(call: Call, warmup: int) -> int:
+    """How many calls one timing sample groups: enough for ``MIN_SAMPLE_MS``, after warm-up."""
+    times = sample_times(call, max(warmup, 1))
+    return max(1, math.ceil(MIN_SAMPLE_MS / max(min(times), 1e-6)))
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    """Median, interquartile range and spread (IQR / median) of timings in ms."""
+    ordered = sorted(times)
+    median = statistics.median(ordered)
+    if len(ordered) > 1:
+        quartiles = statistics.quantiles(ordered, n=4)
+        iqr = quartiles[2] - quartiles[0]
+    else:
+        iqr = 0.0
+    return {"median_ms": median, "iqr_ms": iqr, "spread": iqr / median if median > 0 else 0.0,
+            "samples": len(ordered)}
+
+
+def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int = 3
+                  ) -> dict[str, dict[str, float]]:
+    """Time every call in ``rounds`` interleaved passes; per call the summary of its samples.
+
+    Interleaving spreads a burst of load from another process over many entries instead of
+    letting it inflate a few, which keeps ratios between entries honest on a shared machine.
+    """
+    rounds = max(1, min(rounds, repeats))
+    number = {key: calls_per_sample(call, warmup) for key, call in calls.items()}
+    samples: dict[str, list[float]] = {key: [] for key in calls}
+    for index in range(rounds):
+        share = repeats // rounds + (1 if index < repeats % rounds else 0)
+        for key, call in calls.items():
+            samples[key] += sample_times(call, share, number[key])
+    return {key: summarize(times) for key, times in samples.items()}
+
+
+def is_busy(spreads: Sequence[float]) -> bool:
+    """Whether timings vary across repeats more than a quiet machine's do."""
+    return bool(spreads) and statistics.median(spreads) > BUSY_SPREAD
+
+
+# ----------------------------------------------------------------------------- the model
+
+def fit_line(pairs: Sequence[Sequence[float]]) -> dict[str, float]:
+    """A robust line ``measured = offset + scale · x`` (Theil-Sen: median of pairwise slopes);
+    with fewer than three distinct ``x`` the median ratio and no offset."""
+    xs = {round(x, 9) for x, _ in pairs}
+    if len(pairs) >= 3 and len(xs) > 1:
+        slopes = [(y2 - y1) / (x2 - x1) for i, (x1, y1) in enumerate(pairs)
+                  for x2, y2 in pairs[i + 1:] if x2 != x1]
+        scale = statistics.median(slopes)
+        if scale > 0:
+            offset = statistics.median(y - scale * x for x, y in pairs)
+            return {"offset_ms": offset, "scale": scale}
+    if pairs:
+        return {"offset_ms": 0.0, "scale": statistics.median(y / x for x, y in pairs if x > 0)}
+    return {"offset_ms": 0.0, "scale": 1.0}
+
+
+def block_sum(entries: dict[str, float], keys: Sequence[str], overhead_ms: float) -> float:
+    """Σ (entry − call overhead) over ``keys``: the work of the blocks, without their calls."""
+    return sum(entries[key] - overhead_ms for key in keys)
+
+
+def predict(table: dict[str, Any], keys: Sequence[str]) -> float:
+    """A table's prediction (ms) for a network made of the entries ``keys``."""
+    model = table["model"]
+    work = block_sum(table["entries"], keys, model["call_overhead_ms"])
+    return model["offset_ms"] + model["scale"] * work
+
+
+def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]:
+    """Median, 90th-percentile and largest |error| (fractions) of checked predictions."""
+    errors = sorted(abs(c["error"]) for c in checks)
+    if not errors:
+        return {"median_abs_error": None, "p90_abs_error": None, "max_abs_error": None}
+    p90 = errors[min(len(errors) - 1, math.ceil(0.9 * len(errors)) - 1)]
+    return {"median_abs_error": statistics.median(errors), "p90_abs_error": p90,
+            "max_abs_error": errors[-1]}
+
+
+def compare(table: dict[str, Any], networks: Sequence[dict[str, Any]],
+            measured: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Per network: measured and predicted ms and the relative error of the prediction."""
+    rows = []
+    for network in networks:
+        truth = measured[network["name"]]["median_ms"]
+        guess = predict(table, network["keys"])
+        rows.append({"name": network["name"], "measured_ms": truth, "predicted_ms": guess,
+                     "error": (guess - truth) / truth})
+    return rows
+
+
+def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
+                      log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """:func:`measure_calls` over calls made ``CHUNK`` at a time, so that a large block set
+    never holds every model (or session) in memory at once; logs progress."""
+    keys, results = list(makers), {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start:start + CHUNK]
+        results.update(measure_calls({key: makers[key]() for key in chunk}, warmup, repeats))
+        log(f"  {start + len(chunk)}/{len(keys)} measured")
+    return results
+
+
+def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]],
+                overhead_call: Call, networks: Sequence[dict[str, Any]],
+                network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure entries, the call overhead and whole networks; fit the line on the networks of
+    role ``calibrate`` and report the error on those of role ``check``: the table document."""
+    log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
+    entries = measure_in_chunks(entry_makers, warmup, repeats, log)
+    overhead = measure_calls({"overhead": overhead_call}, warmup, repeats * 3)["overhead"]
+    log(f"measuring {len(network_makers)} whole networks")
+    whole = measure_in_chunks(network_makers, warmup, repeats, log)
+    spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
+    table = {"format": TABLE_FORMAT,
+             "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
+                      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                      "median_spread": statistics.median(spreads) if spreads else 0.0,
+                      "busy": is_busy(spreads)},
+             "model": {"call_overhead_ms": overhead["median_ms"], "offset_ms": 0.0,
+                       "scale": 1.0},
+             "entries": {key: stats["median_ms"] for key, stats in entries.items()}}
+    calibrate = [n for n in networks if n["role"] == "calibrate"]
+    pairs = [(block_sum(table["entries"], n["keys"], overhead["median_ms"]),
+              whole[n["name"]]["median_ms"]) for n in calibrate]
+    table["model"].update(fit_line(pairs))
+    table["check"] = compare(table, [n for n in networks if n["role"] == "check"], whole)
+    table["meta"].update(error_summary(table["check"]))
+    if table["meta"]["busy"]:
+        log(f"warning: this machine is busy: timings vary by {table['meta']['median_spread']:.0%}"
+            f" (interquartile range / median) across repeats, more than the "
+            f"{BUSY_SPREAD:.0%} of a quiet machine; rebuild the table when it is idle")
+    return table
+
+
+# ----------------------------------------------------------------------------- the machine
+
+def processor_name() -> str:
+    """The CPU model from /proc/cpuinfo where available (platform.processor() is often empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The device a table is measured on: processor, cores, system, Python."""
+    return {"device": processor_name(), "cores": os.cpu_count(), "system": platform.platform(),
+            "python": platform.python_version()}
+
+
+# ----------------------------------------------------------------------------- onnxruntime
+
+def onnxruntime_session(model: Any, threads: int) -> Any:
+    """An onnxruntime CPU session of an ONNX file or bytes, on ``threads`` intra-op threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    path_or_bytes = str(model) if isinstance(model, Path) else model
+    return onnxruntime.InferenceSession(path_or_bytes, options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_call(model: Any, shape: Sequence[int], threads: int) -> Call:
+    """A call that runs ``model`` once on a fixed random float32 input of ``shape``."""
+    import numpy
+
+    session = onnxruntime_session(model, threads)
+    feeds = {session.get_inputs()[0].name:
+             numpy.random.default_rng(0).standard_normal(shape).astype(numpy.float32)}
+    return lambda: session.run(None, feeds)
+
+
+def onnxruntime_version() -> str:
+    """The installed onnxruntime's version."""
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
+    entry_makers = {e["key"]: _maker(folder / e["file"], e["shape"], threads)
+                    for e in manifest["entries"]}
+    overhead = manifest["overhead"]
+    overhead_call = onnxruntime_call(folder / overhead["file"], overhead["shape"], threads)
+    network_makers = {n["name"]: _maker(folder / n["file"], n["shape"], threads)
+                      for n in manifest["networks"]}
+    meta = {**manifest["meta"], "runtime": "onnxruntime", "threads": threads,
+            "versions": {**manifest["meta"].get("versions", {}),
+                         "onnxruntime": onnxruntime_version()}}
+    return build_table(meta, entry_makers, overhead_call, manifest["networks"],
+                       network_makers, warmup, repeats, log)
+
+
+def _maker(path: Path, shape: Sequence[int], threads: int) -> Callable[[], Call]:
+    return lambda: onnxruntime_call(path, shape, threads)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: measure a bundle folder, write its table, print its error."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path, help="folder written by `mbnas latency export`")
+    parser.add_argument("--out", type=Path, default=Path("latency_table.json"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+    table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats)
+    args.out.write_text(json.dumps(table, indent=1))
+    meta = table["meta"]
+    if meta["median_abs_error"] is not None:
+        print(f"error on {len(table['check'])} members: median {meta['median_abs_error']:.1%}, "
+              f"p90 {meta['p90_abs_error']:.1%}")
+    print(f"wrote {args.out} ({len(table['entries'])} entries)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

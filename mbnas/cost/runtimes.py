@@ -1,0 +1,113 @@
+"""The runtimes latency is measured through: PyTorch eager, or onnxruntime on an ONNX export.
+
+A runtime turns a module and an input shape into a call that runs one inference; the timing
+(warm-up, repeats, median) is the same for every runtime (:mod:`mbnas.cost.device_script`).
+Inputs are float32, NCHW, at the batch size the settings state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mbnas.cost.device_script import onnxruntime_call, onnxruntime_version
+from mbnas.errors import ConfigError, MbnasError
+from mbnas.version import __version__
+
+RUNTIMES = ("torch", "onnxruntime")
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Where and how an inference runs: runtime, CPU threads, batch size, dtype, layout."""
+
+    runtime: str = "torch"
+    threads: int = 1
+    batch: int = 1
+    dtype: str = "float32"
+    layout: str = "NCHW"
+
+    def describe(self) -> dict[str, Any]:
+        """The settings and library versions a table records."""
+        return {"runtime": self.runtime, "threads": self.threads, "batch": self.batch,
+                "dtype": self.dtype, "layout": self.layout, "versions": runtime_versions(self)}
+
+
+def check_runtime(runtime: str) -> None:
+    """ConfigError unless ``runtime`` is known and importable here."""
+    if runtime not in RUNTIMES:
+        raise ConfigError("latency.runtime", f"unknown runtime {runtime!r}",
+                          f"use one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        try:
+            onnxruntime_version()
+        except ImportError:
+            raise MbnasError("latency.runtime=onnxruntime needs onnxruntime: "
+                             "`pip install -e \".[onnx]\"` (or `pip install onnxruntime`)"
+                             ) from None
+
+
+def runtime_versions(settings: RuntimeSettings) -> dict[str, str]:
+    """The versions the measured latency depends on: mbnas, torch and the runtime's own."""
+    versions = {"mbnas": __version__, "torch": torch.__version__}
+    if settings.runtime == "onnxruntime":
+        versions["onnxruntime"] = onnxruntime_version()
+    return versions
+
+
+def batched(shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
+    """``shape`` with its leading (batch) dimension set to ``batch``."""
+    return (batch, *shape[1:])
+
+
+def onnx_bytes(module: torch.nn.Module, shape: tuple[int, ...]) -> bytes:
+    """``module`` (eval mode) as an ONNX model with one input ``image`` of ``shape``."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter: seconds faster per block than the dynamo one, same graph.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.randn(*shape),), buffer, dynamo=False,
+                          input_names=["image"], output_names=["output"],
+                          opset_version=ONNX_OPSET)
+    return buffer.getvalue()
+
+
+def make_call(module: torch.nn.Module, shape: tuple[int, ...], settings: RuntimeSettings
+              ) -> Callable[[], Any]:
+    """A call running ``module`` once on a fixed input through the settings' runtime."""
+    shape = batched(shape, settings.batch)
+    if settings.runtime == "onnxruntime":
+        return onnxruntime_call(onnx_bytes(module, shape), shape, settings.threads)
+    module = module.eval()
+    x = torch.randn(*shape)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            return module(x)
+
+    return call
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``threads`` for the block, then restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Identity(torch.nn.Module):
+    """The cheapest model a runtime can run (a copy of the input): its call overhead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.0
