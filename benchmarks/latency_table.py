@@ -1,11 +1,15 @@
-"""How well the per-block latency table predicts whole-network latency, per search space.
+"""How well a latency table predicts whole-network latency, per search space and runtime.
 
-    python benchmarks/latency_table.py [--spaces default mobilenet_v3 cifar] [--check 20]
+    python benchmarks/latency_table.py [--spaces ...] [--runtimes torch onnxruntime]
+        [--members 10] [--calibrate 8] [--check 20] [--repeats 20] [--out-dir DIR]
 
-For each space: builds (or extends) its table from random members, fits the whole-network line
-on a few measured members, then compares prediction and measurement on other random members
-(`python -m mbnas latency`), and prints the median and worst absolute error. The table cache goes
-to a temporary folder, so every run measures afresh.
+For each space and runtime: `python -m mbnas latency build` with the blocks of the calibration
+and check members plus ``--members`` random ones (a sampled table: the check members' blocks are
+in it, their whole-network times are not used to fit it), the line fitted on the calibration
+members, then the error on the check members measured end to end. Beside the table's model, the
+same measurements scored without the explicit call-overhead term (the former model: a line
+through Σ entries) and without any fit (Σ entries), so the effect of each is a side-by-side ratio.
+Prints the load average before and after each build and its wall time.
 """
 
 from __future__ import annotations
@@ -15,40 +19,94 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import tempfile
+import time
+from pathlib import Path
 
 from mbnas.__main__ import main as mbnas_main
+from mbnas.cost.device_script import error_summary, fit_line
+
+SPACES = ["default", "mobilenet_v3", "efficientnet_v2", "proxyless", "cifar", "nas_bench_macro"]
 
 
-def run_space(space: str, args: argparse.Namespace) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = mbnas_main(["latency", f"space={space}", f"members={args.members}",
-                           f"calibrate={args.calibrate}", f"check={args.check}",
-                           f"threads={args.threads}", f"repeats={args.repeats}", "format=json"])
+def build(space: str, runtime: str, out: Path, args: argparse.Namespace) -> dict:
+    """One `latency build`; its JSON result, wall time and the load around it."""
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        code = mbnas_main(["latency", "build", f"space={space}", f"out={out}",
+                           f"members={args.members}", f"calibrate={args.calibrate}",
+                           f"check={args.check}", f"latency.runtime={runtime}",
+                           f"latency.threads={args.threads}", f"latency.repeats={args.repeats}",
+                           f"latency.statistic={args.statistic}", "format=json"])
     if code:
         raise SystemExit(code)
-    return json.loads(out.getvalue().strip().splitlines()[-1])
+    return {"wall_s": time.perf_counter() - start, "load": (load_before, os.getloadavg()[0]),
+            "table": json.loads(out.read_text())}
+
+
+def alternative_errors(table: dict) -> dict[str, float | None]:
+    """Median |error| on the check members of the former model and of the plain sum."""
+    entries, networks = table["entries"], table["networks"]
+    sums = {n["name"]: sum(entries[k] for k in n["keys"]) for n in networks}
+    line = fit_line([(sums[n["name"]], n["measured_ms"]) for n in networks
+                     if n["role"] == "calibrate"])
+    checks = [n for n in networks if n["role"] == "check"]
+
+    def median_error(guess) -> float | None:
+        rows = [{"error": (guess(n) - n["measured_ms"]) / n["measured_ms"]} for n in checks]
+        return error_summary(rows)["median_abs_error"]
+
+    return {"line_no_overhead": median_error(lambda n: line["offset_ms"]
+                                             + line["scale"] * sums[n["name"]]),
+            "plain_sum": median_error(lambda n: sums[n["name"]])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spaces", nargs="+", default=["default", "mobilenet_v3", "cifar"])
-    parser.add_argument("--members", type=int, default=20)
-    parser.add_argument("--calibrate", type=int, default=5)
+    parser.add_argument("--spaces", nargs="+", default=SPACES)
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--members", type=int, default=10)
+    parser.add_argument("--calibrate", type=int, default=8)
     parser.add_argument("--check", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--statistic", choices=["median", "min"], default="median")
+    parser.add_argument("--out-dir", type=Path, default=None, help="keep the tables here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["MBNAS_CACHE"] = cache
-        results = [run_space(space, args) for space in args.spaces]
-    print(f"\n{'space':<14} {'px':>4} {'entries':>7} {'measured ms (median)':>21} "
-          f"{'median |err|':>12} {'max |err|':>9}")
-    for r in results:
-        measured = sorted(c["measured_ms"] for c in r["checks"])[len(r["checks"]) // 2]
-        print(f"{r['space']:<14} {r['resolution']:>4} {r['entries']:>7} {measured:>21.2f} "
-              f"{r['median_error']:>12.1%} {r['max_error']:>9.1%}")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.out_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        for space in args.spaces:
+            for runtime in args.runtimes:
+                result = build(space, runtime, folder / f"{space}-{runtime}.json", args)
+                rows.append((space, runtime, result))
+                print(row_text(space, runtime, result), flush=True)
+    print(f"\n{HEADER}")
+    for space, runtime, result in rows:
+        print(row_text(space, runtime, result))
+
+
+HEADER = (f"{'space':<16} {'runtime':<11} {'px':>4} {'entries':>7} {'measured ms':>11} "
+          f"{'median':>7} {'p90':>6} {'max':>6} {'no-ovh':>7} {'sum':>7} {'spread':>6} "
+          f"{'wall s':>6} {'load':>9}")
+
+
+def row_text(space: str, runtime: str, result: dict) -> str:
+    """One line of the results table."""
+    table = result["table"]
+    meta, checks = table["meta"], table["check"]
+    measured = statistics.median(c["measured_ms"] for c in checks)
+    other = alternative_errors(table)
+    load = "{:.1f}-{:.1f}".format(*result["load"])
+    return (f"{space:<16} {runtime:<11} {meta['resolution']:>4} {len(table['entries']):>7} "
+            f"{measured:>11.2f} {meta['median_abs_error']:>7.1%} {meta['p90_abs_error']:>6.1%} "
+            f"{meta['max_abs_error']:>6.1%} {other['line_no_overhead']:>7.1%} "
+            f"{other['plain_sum']:>7.1%} {meta['median_spread']:>6.0%} "
+            f"{result['wall_s']:>6.0f} {load:>9}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ device to measure, and check a table against members measured end to end."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from collections.abc import Callable
@@ -11,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mbnas.arch import ArchSpec
 from mbnas.cost import device_script
 from mbnas.cost.block_set import Entry, arch_entries, block_set_digest, space_entries
 from mbnas.cost.device_script import (
     BUNDLE_FORMAT,
+    OVERHEAD_ELEMENTS,
     build_table,
     compare,
     error_summary,
@@ -39,9 +43,6 @@ from mbnas.errors import ConfigError
 from mbnas.nn import build
 from mbnas.space import SearchSpace
 
-# The input of the identity model that measures a runtime's per-call overhead: small enough that
-# the copy it makes costs nothing next to the call itself.
-OVERHEAD_SHAPE = (1, 8, 4, 4)
 DEVICE_SCRIPT = "measure_blocks.py"
 
 
@@ -119,10 +120,11 @@ def build_space_table(space: SearchSpace, sample: TableSample, cfg: LatencyConfi
         document = build_table(
             {**table_meta(space, entries), **settings.describe()},
             {e.key: maker(e.module, e.shape) for e in entries},
-            make_call(Identity(), OVERHEAD_SHAPE, settings),
+            {e.key: input_and_output_elements(e, settings.batch) for e in entries},
+            {n: make_call(Identity(), overhead_shape(n), settings) for n in OVERHEAD_ELEMENTS},
             [n.manifest("", settings.batch) for n in networks],
             {n.name: maker(lambda a=n.arch: build(a), _input_shape(n.arch)) for n in networks},
-            cfg.warmup, cfg.repeats, log)
+            cfg.warmup, cfg.repeats, cfg.statistic, log)
     return LatencyTable(document)
 
 
@@ -140,17 +142,22 @@ def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: 
         file = f"blocks/{index:05d}.onnx"
         (folder / file).write_bytes(onnx_bytes(entry.module(), batched(entry.shape, batch)))
         manifest_entries.append({"key": entry.key, "file": file,
-                                 "shape": list(batched(entry.shape, batch))})
+                                 "shape": list(batched(entry.shape, batch)),
+                                 "elements": input_and_output_elements(entry, batch)})
     for network in networks:
         shape = batched(_input_shape(network.arch), batch)
         (folder / f"networks/{network.name}.onnx").write_bytes(
             onnx_bytes(build(network.arch), shape))
-    (folder / "overhead.onnx").write_bytes(onnx_bytes(Identity(), OVERHEAD_SHAPE))
+    overhead = []
+    for n in OVERHEAD_ELEMENTS:
+        file = f"overhead-{n}.onnx"
+        (folder / file).write_bytes(onnx_bytes(Identity(), overhead_shape(n)))
+        overhead.append({"elements": n, "file": file, "shape": list(overhead_shape(n))})
     # The runtime, its version and the thread count are the device's to state.
     meta = {**table_meta(space, entries), "batch": batch, "dtype": settings.dtype,
             "layout": settings.layout, "versions": runtime_versions(RuntimeSettings())}
     manifest = {"format": BUNDLE_FORMAT, "meta": meta,
-                "overhead": {"file": "overhead.onnx", "shape": list(OVERHEAD_SHAPE)},
+                "overhead": overhead,
                 "entries": manifest_entries,
                 "networks": [n.manifest(f"networks/{n.name}.onnx", batch) for n in networks]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -175,7 +182,9 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: make_call(build(a), _input_shape(a), settings))
              for n in networks}, warmup, repeats, log=lambda _: None)
-    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], measured)
+    value = f"{m.get('statistic', 'median')}_ms"
+    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks],
+                   {name: stats[value] for name, stats in measured.items()})
     spreads = [s["spread"] for s in measured.values()]
     here = machine_info()["device"]
     return {"space": space.name, "table": table.source, "runtime": m["runtime"],
@@ -194,6 +203,19 @@ def load_table_for(space: SearchSpace, path: str | None) -> LatencyTable:
     table = LatencyTable.load(path)
     table.check_space(space)
     return table
+
+
+def overhead_shape(elements: int) -> tuple[int, ...]:
+    """The input shape of the identity model with ``elements`` elements."""
+    return (1, 1, 1, elements)
+
+
+def input_and_output_elements(entry: Entry, batch: int) -> int:
+    """How many numbers a call of the entry takes in and gives back, at batch ``batch``."""
+    shape = batched(entry.shape, batch)
+    with torch.no_grad():
+        out = entry.module()(torch.zeros(shape))
+    return math.prod(shape) + out.numel()
 
 
 def _input_shape(arch: ArchSpec) -> tuple[int, ...]:

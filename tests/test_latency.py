@@ -7,7 +7,7 @@ import pytest
 import mbnas
 from mbnas.__main__ import main
 from mbnas.cost.block_set import arch_entries, block_set_digest, space_entries
-from mbnas.cost.device_script import error_summary, fit_line, predict
+from mbnas.cost.device_script import error_summary, fit_line, fit_overhead, predict
 from mbnas.cost.latency import Latency, LatencyConfig, measure
 from mbnas.cost.latency_table import LatencyTable
 from mbnas.errors import ConfigError
@@ -68,9 +68,11 @@ def test_block_sets_differ_between_spaces_and_choices():
 def test_the_line_is_fitted_robustly_and_the_overhead_paid_once():
     pairs = [(x, 0.5 + 2.0 * x) for x in (1.0, 2.0, 3.0, 4.0)] + [(2.5, 40.0)]  # one outlier
     assert fit_line(pairs) == pytest.approx({"offset_ms": 0.5, "scale": 2.0})
-    table = {"model": {"call_overhead_ms": 0.1, "offset_ms": 0.2, "scale": 1.0},
-             "entries": {"a": 1.1, "b": 2.1}}
-    assert predict(table, ["a", "b", "a"]) == pytest.approx(0.2 + 1.0 + 2.0 + 1.0)
+    overhead = fit_overhead([(n, 0.01 + 2e-7 * n) for n in (100, 10_000, 1_000_000)])
+    assert overhead == pytest.approx({"call_overhead_ms": 0.01, "overhead_ms_per_element": 2e-7})
+    table = {"model": {**overhead, "offset_ms": 0.2, "scale": 1.0},
+             "entries": {"a": 1.11, "b": 2.21}, "elements": {"a": 0, "b": 500_000}}
+    assert predict(table, ["a", "b", "a"]) == pytest.approx(0.2 + 1.1 + 2.1 + 1.1)
     errors = error_summary([{"error": e} for e in (0.01, -0.02, 0.03, -0.5)])
     assert errors["median_abs_error"] == pytest.approx(0.025)
     assert errors["p90_abs_error"] == errors["max_abs_error"] == 0.5

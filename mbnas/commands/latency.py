@@ -128,8 +128,9 @@ def export(cfg: Config, space: SearchSpace) -> None:
 
 def print_model(model: dict[str, float]) -> None:
     """The fitted whole-network line."""
-    print(f"whole network = {model['offset_ms']:.3f} ms + {model['scale']:.3f} × "
-          f"Σ (entry − {model['call_overhead_ms']:.3f} ms call overhead)")
+    print(f"whole network = {model['offset_ms']:.3f} ms + {model['scale']:.3f} × Σ (entry − call "
+          f"overhead); call overhead = {model['call_overhead_ms']:.4f} ms + "
+          f"{model['overhead_ms_per_element'] * 1e6:.3f} ms per million input+output elements")
 
 
 def print_errors(result: dict[str, Any]) -> None:

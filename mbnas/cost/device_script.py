@@ -11,8 +11,10 @@ then, back on the search machine: ``python -m mbnas search latency=table latency
 mbnas itself builds tables with the same functions (``python -m mbnas latency build``).
 
 The table predicts a whole network as ``offset + scale · Σ (entry − call overhead)``: every entry
-is timed alone and so pays the runtime's per-call overhead (measured on an identity model) once,
-while the whole network pays it once in all; the line is fitted on whole members measured here.
+is timed alone and so pays the runtime's per-call overhead once, while the whole network pays it
+once in all. The overhead is measured on identity models, as a constant plus a cost per element
+of input and output (onnxruntime copies each call's output into a new array); the line is fitted
+on whole members measured here.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ from typing import Any
 TABLE_FORMAT = "mbnas-latency-table/1"
 BUNDLE_FORMAT = "mbnas-latency-bundle/1"
 BUSY_SPREAD = 0.10  # interquartile range / median above which a timing is called noisy
+OVERHEAD_ELEMENTS = (256, 16384, 262144, 1048576)  # identity models timed for the overhead
 CHUNK = 64  # models alive at once while a block set is measured
 MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer's grain is small
+# What a latency is: the median of the repeats (typical latency, the default) or their minimum
+# (the latency without interference: on a shared machine a long call is preempted more often
+# than a short one, which biases medians of whole networks against those of blocks).
+STATISTICS = ("median", "min")
 
 Call = Callable[[], Any]
 
@@ -59,7 +66,7 @@ def calls_per_sample(call: Call, warmup: int) -> int:
 
 
 def summarize(times: Sequence[float]) -> dict[str, float]:
-    """Median, interquartile range and spread (IQR / median) of timings in ms."""
+    """Median, minimum, interquartile range and spread (IQR / median) of timings in ms."""
     ordered = sorted(times)
     median = statistics.median(ordered)
     if len(ordered) > 1:
@@ -67,8 +74,8 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
         iqr = quartiles[2] - quartiles[0]
     else:
         iqr = 0.0
-    return {"median_ms": median, "iqr_ms": iqr, "spread": iqr / median if median > 0 else 0.0,
-            "samples": len(ordered)}
+    return {"median_ms": median, "min_ms": ordered[0], "iqr_ms": iqr,
+            "spread": iqr / median if median > 0 else 0.0, "samples": len(ordered)}
 
 
 def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int = 3
@@ -111,16 +118,30 @@ def fit_line(pairs: Sequence[Sequence[float]]) -> dict[str, float]:
     return {"offset_ms": 0.0, "scale": 1.0}
 
 
-def block_sum(entries: dict[str, float], keys: Sequence[str], overhead_ms: float) -> float:
-    """Σ (entry − call overhead) over ``keys``: the work of the blocks, without their calls."""
-    return sum(entries[key] - overhead_ms for key in keys)
+def fit_overhead(points: Sequence[Sequence[float]]) -> dict[str, float]:
+    """The per-call overhead ``c0 + c1 · elements`` (least squares, both ≥ 0) from identity
+    models timed at several sizes: (elements, ms) pairs."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    var_x = sum((x - mean_x) ** 2 for x, _ in points)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in points) / var_x) if var_x else 0.0
+    slope = max(slope, 0.0)
+    return {"call_overhead_ms": max(mean_y - slope * mean_x, 0.0),
+            "overhead_ms_per_element": slope}
+
+
+def work(table: dict[str, Any], keys: Sequence[str]) -> float:
+    """Σ (entry − its call overhead) over ``keys``: the blocks' own time, without their calls."""
+    model, elements = table["model"], table["elements"]
+    return sum(table["entries"][key] - model["call_overhead_ms"]
+               - model["overhead_ms_per_element"] * elements[key] for key in keys)
 
 
 def predict(table: dict[str, Any], keys: Sequence[str]) -> float:
     """A table's prediction (ms) for a network made of the entries ``keys``."""
     model = table["model"]
-    work = block_sum(table["entries"], keys, model["call_overhead_ms"])
-    return model["offset_ms"] + model["scale"] * work
+    return model["offset_ms"] + model["scale"] * work(table, keys)
 
 
 def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]:
@@ -134,11 +155,11 @@ def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]
 
 
 def compare(table: dict[str, Any], networks: Sequence[dict[str, Any]],
-            measured: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+            measured: dict[str, float]) -> list[dict[str, Any]]:
     """Per network: measured and predicted ms and the relative error of the prediction."""
     rows = []
     for network in networks:
-        truth = measured[network["name"]]["median_ms"]
+        truth = measured[network["name"]]
         guess = predict(table, network["keys"])
         rows.append({"name": network["name"], "measured_ms": truth, "predicted_ms": guess,
                      "error": (guess - truth) / truth})
@@ -158,30 +179,38 @@ def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeat
 
 
 def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]],
-                overhead_call: Call, networks: Sequence[dict[str, Any]],
+                elements: dict[str, int], overhead_calls: dict[int, Call],
+                networks: Sequence[dict[str, Any]],
                 network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+                statistic: str = "median", log: Callable[[str], None] = print
+                ) -> dict[str, Any]:
     """Measure entries, the call overhead and whole networks; fit the line on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document."""
+    value = f"{statistic}_ms"
     log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
     entries = measure_in_chunks(entry_makers, warmup, repeats, log)
-    overhead = measure_calls({"overhead": overhead_call}, warmup, repeats * 3)["overhead"]
+    overhead = measure_calls({str(n): call for n, call in overhead_calls.items()}, warmup,
+                             repeats * 3)
     log(f"measuring {len(network_makers)} whole networks")
     whole = measure_in_chunks(network_makers, warmup, repeats, log)
     spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
     table = {"format": TABLE_FORMAT,
              "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
+                      "statistic": statistic,
                       "date": datetime.datetime.now().isoformat(timespec="seconds"),
                       "median_spread": statistics.median(spreads) if spreads else 0.0,
                       "busy": is_busy(spreads)},
-             "model": {"call_overhead_ms": overhead["median_ms"], "offset_ms": 0.0,
-                       "scale": 1.0},
-             "entries": {key: stats["median_ms"] for key, stats in entries.items()}}
+             "model": {**fit_overhead([(int(n), s[value]) for n, s in overhead.items()]),
+                       "offset_ms": 0.0, "scale": 1.0},
+             "entries": {key: stats[value] for key, stats in entries.items()},
+             "elements": dict(elements)}
     calibrate = [n for n in networks if n["role"] == "calibrate"]
-    pairs = [(block_sum(table["entries"], n["keys"], overhead["median_ms"]),
-              whole[n["name"]]["median_ms"]) for n in calibrate]
+    pairs = [(work(table, n["keys"]), whole[n["name"]][value]) for n in calibrate]
     table["model"].update(fit_line(pairs))
-    table["check"] = compare(table, [n for n in networks if n["role"] == "check"], whole)
+    table["networks"] = [{"name": n["name"], "role": n["role"], "keys": n["keys"],
+                          "measured_ms": whole[n["name"]][value]} for n in networks]
+    table["check"] = compare(table, [n for n in networks if n["role"] == "check"],
+                             {name: stats[value] for name, stats in whole.items()})
     table["meta"].update(error_summary(table["check"]))
     if table["meta"]["busy"]:
         log(f"warning: this machine is busy: timings vary by {table['meta']['median_spread']:.0%}"
@@ -244,22 +273,24 @@ def onnxruntime_version() -> str:
 
 
 def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   statistic: str = "median", log: Callable[[str], None] = print
+                   ) -> dict[str, Any]:
     """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("format") != BUNDLE_FORMAT:
         raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
     entry_makers = {e["key"]: _maker(folder / e["file"], e["shape"], threads)
                     for e in manifest["entries"]}
-    overhead = manifest["overhead"]
-    overhead_call = onnxruntime_call(folder / overhead["file"], overhead["shape"], threads)
+    elements = {e["key"]: e["elements"] for e in manifest["entries"]}
+    overhead_calls = {o["elements"]: onnxruntime_call(folder / o["file"], o["shape"], threads)
+                      for o in manifest["overhead"]}
     network_makers = {n["name"]: _maker(folder / n["file"], n["shape"], threads)
                       for n in manifest["networks"]}
     meta = {**manifest["meta"], "runtime": "onnxruntime", "threads": threads,
             "versions": {**manifest["meta"].get("versions", {}),
                          "onnxruntime": onnxruntime_version()}}
-    return build_table(meta, entry_makers, overhead_call, manifest["networks"],
-                       network_makers, warmup, repeats, log)
+    return build_table(meta, entry_makers, elements, overhead_calls, manifest["networks"],
+                       network_makers, warmup, repeats, statistic, log)
 
 
 def _maker(path: Path, shape: Sequence[int], threads: int) -> Callable[[], Call]:
@@ -274,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--statistic", choices=STATISTICS, default="median")
     args = parser.parse_args(argv)
-    table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats)
+    table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic)
     args.out.write_text(json.dumps(table, indent=1))
     meta = table["meta"]
     if meta["median_abs_error"] is not None:

@@ -9,9 +9,10 @@ import torch
 
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
-from mbnas.cost.device_script import BUSY_SPREAD, measure_calls
+from mbnas.cost.device_script import BUSY_SPREAD, STATISTICS, measure_calls
 from mbnas.cost.runtimes import RuntimeSettings, check_runtime, make_call, torch_threads
 from mbnas.nn import build
+from mbnas.validation import check_choice
 
 
 @dataclass
@@ -21,6 +22,7 @@ class LatencyConfig:
     `cost`, `search` and `latency`)."""
 
     runtime: str = "torch"  # torch | onnxruntime
+    statistic: str = "median"  # median | min (of the repeats)
     threads: int = 1
     batch: int = 1
     warmup: int = 10
@@ -29,6 +31,7 @@ class LatencyConfig:
     def settings(self) -> RuntimeSettings:
         """The runtime settings part (checked: the runtime must be installed)."""
         check_runtime(self.runtime)
+        check_choice(self.statistic, "latency.statistic", STATISTICS)
         return RuntimeSettings(runtime=self.runtime, threads=self.threads, batch=self.batch)
 
 
@@ -41,6 +44,11 @@ class Latency:
     repeats: int
     threads: int
     runtime: str = "torch"
+    min_ms: float = 0.0
+
+    def value(self, statistic: str = "median") -> float:
+        """The median or the minimum of the repeats (ms)."""
+        return self.min_ms if statistic == "min" else self.median_ms
 
     @property
     def spread(self) -> float:
@@ -56,11 +64,12 @@ class Latency:
 def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
                    warmup: int = 10, repeats: int = 30, runtime: str = "torch") -> Latency:
     """Median wall time of one inference of ``model`` on an input of ``input_shape``."""
-    settings = LatencyConfig(runtime, threads, input_shape[0], warmup, repeats).settings()
+    settings = LatencyConfig(runtime=runtime, threads=threads, batch=input_shape[0]).settings()
     with torch_threads(threads):
         call = make_call(model, input_shape, settings)
         stats = measure_calls({"model": call}, warmup, repeats)["model"]
-    return Latency(stats["median_ms"], stats["iqr_ms"], repeats, threads, runtime)
+    return Latency(stats["median_ms"], stats["iqr_ms"], repeats, threads, runtime,
+                   stats["min_ms"])
 
 
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,

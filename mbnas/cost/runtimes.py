@@ -107,7 +107,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 class Identity(torch.nn.Module):
-    """The cheapest model a runtime can run (a copy of the input): its call overhead."""
+    """The cheapest model a runtime can run (its input as its output): its call overhead."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 0.0
+        return x

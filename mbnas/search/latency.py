@@ -43,10 +43,10 @@ class MeasuredLatency:
         self.cfg, self.warned = cfg, False
 
     def measure(self, arch: ArchSpec) -> float:
-        """The candidate's median latency in ms (a warning the first time it is noisy)."""
+        """The candidate's latency in ms (a warning the first time it is noisy)."""
         latency = measure_config(arch, self.cfg)
         if latency.busy and not self.warned:
             self.warned = True
             print(busy_message(latency), flush=True)
-        return latency.median_ms
+        return latency.value(self.cfg.statistic)
 
