@@ -1,7 +1,8 @@
 """How well a latency table predicts whole-network latency, per search space and runtime.
 
     python benchmarks/latency_table.py [--spaces ...] [--runtimes torch onnxruntime]
-        [--members 10] [--calibrate 8] [--check 20] [--repeats 20] [--out-dir DIR]
+        [--members 10] [--calibrate 8] [--check 20] [--repeats 20] [--statistic median|min]
+        [--clock wall|cpu] [--out-dir DIR]
 
 For each space and runtime: `python -m mbnas latency build` with the blocks of the calibration
 and check members plus ``--members`` random ones (a sampled table: the check members' blocks are
@@ -40,7 +41,8 @@ def build(space: str, runtime: str, out: Path, args: argparse.Namespace) -> dict
                            f"members={args.members}", f"calibrate={args.calibrate}",
                            f"check={args.check}", f"latency.runtime={runtime}",
                            f"latency.threads={args.threads}", f"latency.repeats={args.repeats}",
-                           f"latency.statistic={args.statistic}", "format=json"])
+                           f"latency.statistic={args.statistic}", f"latency.clock={args.clock}",
+                           "format=json"])
     if code:
         raise SystemExit(code)
     return {"wall_s": time.perf_counter() - start, "load": (load_before, os.getloadavg()[0]),
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--statistic", choices=["median", "min"], default="median")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--out-dir", type=Path, default=None, help="keep the tables here")
     args = parser.parse_args()
     rows = []

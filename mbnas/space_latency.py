@@ -124,7 +124,7 @@ def build_space_table(space: SearchSpace, sample: TableSample, cfg: LatencyConfi
             {n: make_call(Identity(), overhead_shape(n), settings) for n in OVERHEAD_ELEMENTS},
             [n.manifest("", settings.batch) for n in networks],
             {n.name: maker(lambda a=n.arch: build(a), _input_shape(n.arch)) for n in networks},
-            cfg.warmup, cfg.repeats, cfg.statistic, log)
+            cfg.warmup, cfg.repeats, cfg.statistic, cfg.clock, log)
     return LatencyTable(document)
 
 
@@ -181,7 +181,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     with torch_threads(settings.threads):
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: make_call(build(a), _input_shape(a), settings))
-             for n in networks}, warmup, repeats, log=lambda _: None)
+             for n in networks}, warmup, repeats, log=lambda _: None, clock=m.get("clock", "wall"))
     value = f"{m.get('statistic', 'median')}_ms"
     rows = compare(table.document, [n.manifest("", settings.batch) for n in networks],
                    {name: stats[value] for name, stats in measured.items()})

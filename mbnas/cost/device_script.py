@@ -42,20 +42,24 @@ MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer'
 # (the latency without interference: on a shared machine a long call is preempted more often
 # than a short one, which biases medians of whole networks against those of blocks).
 STATISTICS = ("median", "min")
+# Which clock times a call: wall time (what a user waits), or the CPU time of the calling thread
+# (one-thread inference only): on a machine shared with other jobs, CPU time leaves out the time
+# the scheduler gave to them, so tables built there still predict an idle device.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 Call = Callable[[], Any]
 
 
 # ----------------------------------------------------------------------------- timing
 
-def sample_times(call: Call, repeats: int, number: int = 1) -> list[float]:
+def sample_times(call: Call, repeats: int, number: int = 1, clock: str = "wall") -> list[float]:
     """``repeats`` timings (ms per call) of ``call`` run ``number`` times each."""
-    times = []
+    now, times = CLOCKS[clock], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         for _ in range(number):
             call()
-        times.append((time.perf_counter() - start) * 1e3 / number)
+        times.append((now() - start) * 1e3 / number)
     return times
 
 
@@ -78,8 +82,8 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
             "spread": iqr / median if median > 0 else 0.0, "samples": len(ordered)}
 
 
-def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int = 3
-                  ) -> dict[str, dict[str, float]]:
+def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int = 3,
+                  clock: str = "wall") -> dict[str, dict[str, float]]:
     """Time every call in ``rounds`` interleaved passes; per call the summary of its samples.
 
     Interleaving spreads a burst of load from another process over many entries instead of
@@ -91,7 +95,7 @@ def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int
     for index in range(rounds):
         share = repeats // rounds + (1 if index < repeats % rounds else 0)
         for key, call in calls.items():
-            samples[key] += sample_times(call, share, number[key])
+            samples[key] += sample_times(call, share, number[key], clock)
     return {key: summarize(times) for key, times in samples.items()}
 
 
@@ -167,13 +171,15 @@ def compare(table: dict[str, Any], networks: Sequence[dict[str, Any]],
 
 
 def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                      log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+                      log: Callable[[str], None] = print, clock: str = "wall"
+                      ) -> dict[str, dict[str, float]]:
     """:func:`measure_calls` over calls made ``CHUNK`` at a time, so that a large block set
     never holds every model (or session) in memory at once; logs progress."""
     keys, results = list(makers), {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
-        results.update(measure_calls({key: makers[key]() for key in chunk}, warmup, repeats))
+        calls = {key: makers[key]() for key in chunk}
+        results.update(measure_calls(calls, warmup, repeats, clock=clock))
         log(f"  {start + len(chunk)}/{len(keys)} measured")
     return results
 
@@ -182,21 +188,21 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
                 elements: dict[str, int], overhead_calls: dict[int, Call],
                 networks: Sequence[dict[str, Any]],
                 network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                statistic: str = "median", log: Callable[[str], None] = print
-                ) -> dict[str, Any]:
+                statistic: str = "median", clock: str = "wall",
+                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure entries, the call overhead and whole networks; fit the line on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document."""
     value = f"{statistic}_ms"
     log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
-    entries = measure_in_chunks(entry_makers, warmup, repeats, log)
+    entries = measure_in_chunks(entry_makers, warmup, repeats, log, clock)
     overhead = measure_calls({str(n): call for n, call in overhead_calls.items()}, warmup,
-                             repeats * 3)
+                             repeats * 3, clock=clock)
     log(f"measuring {len(network_makers)} whole networks")
-    whole = measure_in_chunks(network_makers, warmup, repeats, log)
+    whole = measure_in_chunks(network_makers, warmup, repeats, log, clock)
     spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
     table = {"format": TABLE_FORMAT,
              "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
-                      "statistic": statistic,
+                      "statistic": statistic, "clock": clock,
                       "date": datetime.datetime.now().isoformat(timespec="seconds"),
                       "median_spread": statistics.median(spreads) if spreads else 0.0,
                       "busy": is_busy(spreads)},
@@ -273,8 +279,8 @@ def onnxruntime_version() -> str:
 
 
 def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
-                   statistic: str = "median", log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
+                   statistic: str = "median", clock: str = "wall",
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("format") != BUNDLE_FORMAT:
@@ -290,7 +296,7 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
             "versions": {**manifest["meta"].get("versions", {}),
                          "onnxruntime": onnxruntime_version()}}
     return build_table(meta, entry_makers, elements, overhead_calls, manifest["networks"],
-                       network_makers, warmup, repeats, statistic, log)
+                       network_makers, warmup, repeats, statistic, clock, log)
 
 
 def _maker(path: Path, shape: Sequence[int], threads: int) -> Callable[[], Call]:
@@ -306,8 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--statistic", choices=STATISTICS, default="median")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="cpu: CPU time of the calling thread (only with --threads 1)")
     args = parser.parse_args(argv)
-    table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic)
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu needs --threads 1")
+    table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic,
+                           args.clock)
     args.out.write_text(json.dumps(table, indent=1))
     meta = table["meta"]
     if meta["median_abs_error"] is not None:

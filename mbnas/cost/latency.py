@@ -9,8 +9,9 @@ import torch
 
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
-from mbnas.cost.device_script import BUSY_SPREAD, STATISTICS, measure_calls
+from mbnas.cost.device_script import BUSY_SPREAD, CLOCKS, STATISTICS, measure_calls
 from mbnas.cost.runtimes import RuntimeSettings, check_runtime, make_call, torch_threads
+from mbnas.errors import ConfigError
 from mbnas.nn import build
 from mbnas.validation import check_choice
 
@@ -23,6 +24,7 @@ class LatencyConfig:
 
     runtime: str = "torch"  # torch | onnxruntime
     statistic: str = "median"  # median | min (of the repeats)
+    clock: str = "wall"  # wall | cpu (CPU time of the calling thread; threads=1 only)
     threads: int = 1
     batch: int = 1
     warmup: int = 10
@@ -32,6 +34,10 @@ class LatencyConfig:
         """The runtime settings part (checked: the runtime must be installed)."""
         check_runtime(self.runtime)
         check_choice(self.statistic, "latency.statistic", STATISTICS)
+        check_choice(self.clock, "latency.clock", tuple(CLOCKS))
+        if self.clock == "cpu" and self.threads != 1:
+            raise ConfigError("latency.clock", "cpu measures one thread's time",
+                              "use latency.threads=1 with it, or latency.clock=wall")
         return RuntimeSettings(runtime=self.runtime, threads=self.threads, batch=self.batch)
 
 
@@ -62,29 +68,31 @@ class Latency:
 
 
 def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
-                   warmup: int = 10, repeats: int = 30, runtime: str = "torch") -> Latency:
-    """Median wall time of one inference of ``model`` on an input of ``input_shape``."""
-    settings = LatencyConfig(runtime=runtime, threads=threads, batch=input_shape[0]).settings()
+                   warmup: int = 10, repeats: int = 30, runtime: str = "torch",
+                   clock: str = "wall") -> Latency:
+    """Median time of one inference of ``model`` on an input of ``input_shape``."""
+    settings = LatencyConfig(runtime=runtime, threads=threads, batch=input_shape[0],
+                             clock=clock).settings()
     with torch_threads(threads):
         call = make_call(model, input_shape, settings)
-        stats = measure_calls({"model": call}, warmup, repeats)["model"]
+        stats = measure_calls({"model": call}, warmup, repeats, clock=clock)["model"]
     return Latency(stats["median_ms"], stats["iqr_ms"], repeats, threads, runtime,
                    stats["min_ms"])
 
 
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-            runtime: str = "torch", batch: int = 1) -> Latency:
+            runtime: str = "torch", batch: int = 1, clock: str = "wall") -> Latency:
     """Latency of the network ``arch`` describes at its deployment resolution."""
     arch = load_arch(arch)
     shape = (batch, arch.in_channels, arch.resolution, arch.resolution)
     return measure_module(build(arch), shape, threads=threads, warmup=warmup, repeats=repeats,
-                          runtime=runtime)
+                          runtime=runtime, clock=clock)
 
 
 def measure_config(arch: ArchSpec | str, cfg: LatencyConfig) -> Latency:
     """:func:`measure` with the settings of a ``latency`` config node."""
     return measure(arch, threads=cfg.threads, warmup=cfg.warmup, repeats=cfg.repeats,
-                   runtime=cfg.runtime, batch=cfg.batch)
+                   runtime=cfg.runtime, batch=cfg.batch, clock=cfg.clock)
 
 
 def busy_message(latency: Latency) -> str:
