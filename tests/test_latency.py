@@ -168,3 +168,12 @@ def test_a_busy_machine_is_reported_once(monkeypatch, capsys):
     assert estimate.measure(arch) == estimate.measure(arch) == 10.0
     assert capsys.readouterr().out.count("vary by 50% across repeats") == 1
     assert noisy.busy and not Latency(10.0, 0.2, 10, 1).busy
+
+
+def test_cpu_clock_times_one_thread_and_refuses_more():
+    latency = measure("mobilenet_v3_small", warmup=1, repeats=3, clock="cpu")
+    assert latency.median_ms > 0 and latency.min_ms <= latency.median_ms
+    with pytest.raises(ConfigError, match="latency.clock"):
+        LatencyConfig(clock="cpu", threads=2).settings()
+    with pytest.raises(ConfigError, match="latency.runtime"):
+        LatencyConfig(runtime="tensorrt").settings()
