@@ -203,7 +203,8 @@ def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module
         text = json.dumps(recipe, indent=2) + "\n"
         staged[".timm.json"] = temporary(artefact(stem, ".timm.json"))
         staged[".timm.json"].write_text(text)
-    network = (model if model is not None else build(arch)).cpu()
+    if request.torchscript or request.onnx:  # of the weights given, else of a fresh network
+        network = (model if model is not None else build(arch)).cpu()
     if request.torchscript:
         staged[".torchscript.pt"] = export_torchscript(
             network, arch, temporary(artefact(stem, ".torchscript.pt")))
