@@ -98,7 +98,7 @@ def test_exported_yaml_carries_comments_writes_scalars_and_loads_back(tmp_path):
     assert "kernel: 5," in text and "act: relu}" in text and "[5, 5]" not in text
     assert mbnas.load_arch(path).stage_blocks() == arch.stage_blocks()
     refused = export_arch(tiny_with(block="conv", se=0.25), tmp_path / "conv.yaml").read_text()
-    assert "# timm: none (stage2.block1: a conv with SE" in refused
+    assert "# timm-style arch_def: none (stage2.block1: a conv with SE" in refused
 
 
 def test_export_trial_writes_one_set_that_loads_strictly(tmp_path):

@@ -90,10 +90,10 @@ def arch_text(arch: ArchSpec, extra: dict | None = None) -> str:
     lines = [f"# {key}: {value}" for key, value in (extra or {}).items()]
     recipe, refused = timm_or_reason(arch)
     if recipe:
-        lines += [f"# timm {recipe['class']} arch_def (recipe: .timm.json):"]
+        lines += [f"# timm-style arch_def (timm {recipe['class']}; recipe: .timm.json):"]
         lines += [f"#   {stage}" for stage in recipe["arch_def"]]
     else:
-        lines += [f"# timm: none ({refused})"]
+        lines += [f"# timm-style arch_def: none ({refused})"]
     return "\n".join(lines) + "\n" + scalar_arch(arch).to_yaml()
 
 
