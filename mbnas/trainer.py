@@ -89,22 +89,34 @@ def check_train_config(cfg: TrainConfig) -> None:
 # ---------------------------------------------------------------- networks on disk
 
 
+def weight_mismatches(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                      skip_classifier: bool) -> list[str]:
+    """How ``state`` fails to fit a network whose state_dict is ``own``: missing, unexpected and
+    wrongly shaped tensors (a classifier for other classes aside when ``skip_classifier``)."""
+    def ignored(key: str) -> bool:
+        return skip_classifier and key.startswith("head.classifier.")
+    problems = [f"{k} missing" for k in own if k not in state and not ignored(k)]
+    problems += [f"{k} unexpected" for k in state if k not in own]
+    problems += [f"{k} is {tuple(state[k].shape)}, the architecture's {tuple(own[k].shape)}"
+                 for k in own if k in state and state[k].shape != own[k].shape and not ignored(k)]
+    return problems
+
+
 def load_weights(model: nn.Module, path: Path, *, skip_classifier: bool = False) -> None:
-    """Load a state_dict into ``model``; a classifier for other classes may be left fresh."""
+    """Load a state_dict into ``model``, checked against its architecture first; a classifier
+    for other classes may be left fresh."""
     state = load_checkpoint(path)
     state = state.get("model", state)
     own = model.state_dict()
+    problems = weight_mismatches(own, state, skip_classifier)
+    if problems:
+        raise ConfigError(str(path), f"weights do not match the architecture: {len(problems)} "
+                          f"tensors differ, first {problems[0]}", "use the architecture the "
+                          "weights were saved with (leave arch unset), or export the run again")
     if skip_classifier:
         state = {k: v for k, v in state.items()
                  if not (k.startswith("head.classifier.") and v.shape != own[k].shape)}
-    try:
-        missing, _ = model.load_state_dict(state, strict=not skip_classifier)
-    except RuntimeError as error:
-        raise ConfigError(str(path), "weights do not fit the architecture "
-                          f"({str(error).splitlines()[1].strip()})",
-                          "use the arch the weights were saved with (leave arch unset)") from None
-    if [k for k in missing if not k.startswith("head.classifier.")]:
-        raise ConfigError(str(path), f"weights lack {missing[0]}", "use matching arch and weights")
+    model.load_state_dict(state, strict=not skip_classifier)
 
 
 def network_arch(cfg: TrainConfig, num_classes: int) -> tuple[ArchSpec, Path | None]:

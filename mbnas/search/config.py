@@ -18,8 +18,10 @@ class ExportConfig:
     """What a search exports beside best.yaml (and pareto/)."""
 
     weights: bool = True  # inherited (supernet) weights of the best architecture as best.pt
-    onnx: bool = False
+    onnx: bool = False  # best.onnx, its batch axis dynamic
+    onnx_dynamic_size: bool = False  # best.onnx's height and width dynamic too
     torchscript: bool = False
+    keep_supernet: bool = True  # false: delete supernet.pt once exported (resume warms up again)
 
 
 @dataclass

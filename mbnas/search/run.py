@@ -6,7 +6,9 @@ again with the same name resumes it, and any number of workers may share it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from mbnas.evaluators import (
     evaluator_config,
     make_evaluator,
 )
-from mbnas.export import export_arch, export_trial
+from mbnas.export import Exported, ExportRequest, export_arch, export_trial
 from mbnas.locking import file_lock
 from mbnas.machine_load import busy_note
 from mbnas.run_folder import RunFolder
@@ -167,26 +169,46 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     study_log.close()
 
 
+def best_arch(record: Any, folder: RunFolder) -> ArchSpec:
+    """A trial's architecture, named after its run and trial number."""
+    return record.arch_spec().replace(name=f"{folder.name}-trial{record.number}")
+
+
+def supernet_note(folder: RunFolder, keep: bool) -> str:
+    """The supernet checkpoint's size, deleted first when ``keep`` is false."""
+    if not folder.supernet.is_file():
+        return ""
+    size = folder.supernet.stat().st_size / 1e6
+    if keep:
+        return (f"; supernet.pt {size:.0f} MB kept for resume "
+                "(export.keep_supernet=false deletes it)")
+    folder.supernet.unlink()
+    return f"; supernet.pt ({size:.0f} MB) deleted (keep_supernet=false)"
+
+
 def export_best(study: optuna.Study, folder: RunFolder, export: ExportConfig,
-                evaluator: Evaluator | None) -> list[Path]:
-    """Write best.yaml (and pareto/ for multi-objective runs), plus requested files."""
+                evaluator: Evaluator | None) -> Exported | None:
+    """Write best.yaml (and pareto/ for multi-objective runs), plus requested files, as one set
+    from one trial; None when no trial finished within budget."""
     best = best_trials(study)
     if not best:
         print("no trial finished within budget: nothing to export", flush=True)
-        return []
-    arch = best[0].arch_spec().replace(name=f"{folder.name}-trial{best[0].number}")
+        return None
+    arch = best_arch(best[0], folder)
     inherits = evaluator is not None and evaluator.exports_weights and export.weights
     model = evaluator.model_for(arch) if inherits else None
-    paths = export_trial(arch, folder.best, best[0].summary(), model, onnx=export.onnx,
-                         torchscript=export.torchscript)
+    request = ExportRequest(onnx=export.onnx, torchscript=export.torchscript,
+                            dynamic_size=export.onnx_dynamic_size)
+    exported = export_trial(arch, folder.best, best[0].summary(), model, request)
     if len(study.directions) > 1:
         for record in best:
-            member = record.arch_spec().replace(name=f"{folder.name}-trial{record.number}")
-            paths.append(export_arch(member, folder.pareto / f"trial-{record.number:04d}.yaml",
-                                     record.summary()))
+            exported.files.append(export_arch(
+                best_arch(record, folder), folder.pareto / f"trial-{record.number:04d}.yaml",
+                record.summary()))
     print(f"best: trial #{best[0].number}, accuracy {best[0].accuracy:.4f}, "
-          f"{best[0].macs / 1e6:.1f}M MACs -> {paths[0]}", flush=True)
-    return paths
+          f"{best[0].macs / 1e6:.1f}M MACs{supernet_note(folder, export.keep_supernet)}",
+          flush=True)
+    return exported
 
 
 def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
@@ -208,7 +230,7 @@ def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
     return cfg, study
 
 
-def export_run(path: str | Path, export: ExportConfig) -> list[Path]:
+def export_run(path: str | Path, export: ExportConfig) -> Exported | None:
     """Export a finished (or interrupted) search run's best architecture again, as ``export``
     asks; inherited weights come from the run's own warmed-up evaluator, never a new one."""
     cfg, study = load_run(path)
@@ -217,5 +239,7 @@ def export_run(path: str | Path, export: ExportConfig) -> list[Path]:
         space, budget = search_space(cfg), Budget.from_config(cfg.budget)
         evaluator = make_evaluator(evaluator_config(cfg.evaluator),
                                    evaluation_context(cfg, space, budget))
-        evaluator.restore(folder)
+        # Restoring resumes the finished warm-up: its progress bar would only say "done".
+        with contextlib.redirect_stderr(io.StringIO()):
+            evaluator.restore(folder)
     return export_best(study, folder, export, evaluator)
