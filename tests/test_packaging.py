@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +19,7 @@ def test_wheel_ships_configs_spaces_and_architectures(tmp_path):
     assert "mbnas/architectures/efficientnet_b0.yaml" in names
     assert "mbnas/search_spaces/__init__.py" in names
     assert "mbnas/__main__.py" in names
+    # Every subpackage of the source tree ships (setuptools lists them by hand in pyproject).
+    root = Path(__file__).resolve().parents[1]
+    for init in (root / "mbnas").glob("*/__init__.py"):
+        assert f"mbnas/{init.parent.name}/__init__.py" in names, init.parent.name
