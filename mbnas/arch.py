@@ -25,9 +25,10 @@ ACTIVATIONS = ("relu", "relu6", "hswish", "silu")
 SE_STYLES = ("mobilenetv3", "efficientnet")
 PER_BLOCK_FIELDS = ("block", "kernel", "expand", "mid", "se", "act")
 EXPANDING_BLOCKS = ("mbconv", "fused")
-# Blocks whose output is never added to their input: a plain conv, and a skip layer, which is
-# itself the identity (or, where the shape changes, a linear 1x1 projection).
-NON_RESIDUAL_BLOCKS = ("conv", "skip")
+# Blocks whose output is never added to their input: a plain conv, MobileNetV1's
+# depthwise-separable block (as in the paper and timm's `dsa`), and a skip layer, which is itself
+# the identity (or, where the shape changes, a linear 1x1 projection).
+NON_RESIDUAL_BLOCKS = ("conv", "ds", "skip")
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,13 @@ def test_timm_refuses_what_it_cannot_build_naming_the_block(stage, message):
         timm_recipe(tiny_with(**stage))
 
 
-def test_timm_refuses_mobilenet_v1_residuals_and_one_px_stems():
-    with pytest.raises(TimmUnsupported, match="stage2.block2: a depthwise-separable block"):
-        timm_recipe(mbnas.load_arch("mobilenet_v1"))
+def test_mobilenet_v1_is_timms_own_and_one_px_stems_are_refused():
+    # timm's mobilenetv1_100: dsa blocks (activated pointwise conv, no residual), no head conv.
+    recipe = timm_recipe(mbnas.load_arch("mobilenet_v1"))
+    assert recipe["arch_def"] == [["dsa_r1_k3_s1_c64"], ["dsa_r2_k3_s2_c128"],
+                                  ["dsa_r2_k3_s2_c256"], ["dsa_r6_k3_s2_c512"],
+                                  ["dsa_r2_k3_s2_c1024"]]
+    assert recipe["kwargs"]["num_features"] == 0
     with pytest.raises(TimmUnsupported, match="stem: stride 1"):
         timm_recipe(TINY.replace(stem=TINY.stem.__class__(out=8, stride=1)))
 
@@ -173,8 +177,9 @@ def test_export_command_exports_a_standalone_architecture_as_json(tmp_path, caps
     assert result["files"] == [str(tmp_path / "mobilenet_v3_small.yaml"),
                                str(tmp_path / "mobilenet_v3_small.timm.json")]
     assert result["timm"]["class"] == "MobileNetV3" and err == ""
-    assert main(["export", "arch=mobilenet_v1", f"out={tmp_path}", "format=json"]) == 0
+    cifar_net = mbnas.load_space("cifar").smallest().save(tmp_path / "cifar_net.yaml")
+    assert main(["export", f"arch={cifar_net}", f"out={tmp_path}", "format=json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["timm"] is None and "stage2.block2" in result["timm_refused"]
+    assert result["timm"] is None and "stem: stride 1" in result["timm_refused"]
     assert main(["export", f"out={tmp_path}"]) == 2
     assert "give exactly one of run= and arch=" in capsys.readouterr().err

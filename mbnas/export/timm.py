@@ -100,9 +100,6 @@ def _unsupported(block: BlockConfig, where: str) -> str | None:
         return "a non-expanding Fused-MBConv with SE (timm's cn block has no SE)"
     if block.type == "conv" and block.se_ch:
         return "a conv with SE (timm's cn block has no SE)"
-    if block.type == "ds" and block.residual:
-        return ("a depthwise-separable block with an activated 1x1 conv and a residual "
-                "(timm's dsa never adds the residual)")
     if timm_divisible(block.out_ch) != block.out_ch:
         return (f"output width {block.out_ch}, which timm rounds to "
                 f"{timm_divisible(block.out_ch)} (a multiple of 8)")
