@@ -45,8 +45,9 @@ def usage() -> str:
 
 def print_command_help(command: str, overrides: list[str]) -> int:
     """Print ``command``'s options as composed with ``overrides`` (or its defaults)."""
+    module = importlib.import_module(COMMANDS[command][0])
     try:
-        cfg, choices = compose_raw(command, overrides)
+        cfg, choices = compose_raw(command, getattr(module, "defaults", list)(overrides))
     except Exception:  # noqa: BLE001 - help must print even when the overrides are broken
         cfg, choices = compose_raw(command, [])
     print(command_help(command, COMMANDS[command][1], cfg, choices))

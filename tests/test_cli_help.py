@@ -21,7 +21,7 @@ def test_search_help_lists_options_groups_defaults_and_explanations(capsys):
     assert main(["search", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # explanations wrap
     assert "n_trials=30" in out and "trained candidates wanted" in out
-    assert "evaluator=supernet" in out and "one of: scratch, supernet" in out
+    assert "evaluator=supernet" in out and "scratch, supernet" in out
     assert "evaluator.warmup_steps=300" in out and "preset=default" in out
 
 
@@ -67,3 +67,9 @@ def test_the_preset_choice_is_part_of_the_search_config():
 
     assert load_config("search", ["preset=smoke"], SearchConfig).preset == "smoke"
     assert load_config("search", [], SearchConfig).preset == "default"
+
+
+def test_help_shows_the_space_s_own_evaluator(capsys):
+    assert main(["search", "space=nas_bench_macro", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluator=zero_cost" in out and "evaluator.reference_archs=" in out
