@@ -3,12 +3,13 @@ and hand the command its typed dataclasses."""
 
 from __future__ import annotations
 
+import difflib
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mbnas.errors import ConfigError
@@ -24,16 +25,33 @@ class OutputFormat(Enum):
     json = "json"
 
 
+def compose_raw(command: str, overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """``conf/<command>.yaml`` composed with ``overrides`` (no schema yet), and the choice made
+    in each config group (``{"data": "synthetic", "preset": "default", ...}``)."""
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        cfg = compose(config_name=command, overrides=list(overrides), return_hydra_config=True)
+    choices = {group: choice for group, choice in cfg.hydra.runtime.choices.items()
+               if not group.startswith("hydra/")}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
 def compose_config(command: str, overrides: list[str], schema: type) -> DictConfig:
     """The resolved config of ``command``, typo- and type-checked against its dataclass schema."""
+    fix = f"see `python -m mbnas {command} --help` for the options"
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
-            cfg = compose(config_name=command, overrides=list(overrides))
+        cfg, choices = compose_raw(command, overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError("overrides", _first_line(error),
-                          f"see `python -m mbnas {command} --cfg` for the valid keys") from None
-    merged = merge_schema(schema, cfg, unnamed=f"config of `{command}`",
-                          fix=f"see `python -m mbnas {command} --cfg` for the valid keys")
+        raise _explained(command, overrides, schema, fix) or ConfigError(
+            "overrides", _first_line(error), fix) from None
+    check_presets(choices)
+    try:
+        merged = merge_schema(schema, cfg, unnamed=f"config of `{command}`", fix=fix)
+    except ConfigError as error:
+        raise _explained(command, overrides, schema, fix) or error from None
+    if "preset" in merged and choices.get("preset"):  # the choice is no key of its own
+        merged.preset = choices["preset"]
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(missing[0], "required but not given",
@@ -54,6 +72,66 @@ def merge_schema(schema: type, values: object, *, fix: str, prefix: str = "",
         key = getattr(error, "full_key", None)
         where = (f"{prefix}.{key}" if prefix else key) if key else unnamed
         raise ConfigError(where, _first_line(error), fix) from None
+
+
+def check_presets(choices: dict[str, str]) -> None:
+    """``preset=`` must name a file of ``conf/preset/`` (Hydra accepts any optional choice)."""
+    preset = choices.get("preset")
+    known = sorted(p.stem for p in (conf_dir() / "preset").glob("*.yaml"))
+    if preset and preset not in known:
+        raise ConfigError("preset", f"unknown preset {preset!r}{did_you_mean(preset, known)}",
+                          f"use one of: {', '.join(known)}")
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to a mistyped ``word``, or ``""``."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not close and "." in word:  # a mistyped leaf under a right prefix: data.rooot
+        head, leaf = word.rsplit(".", 1)
+        siblings = [c.rsplit(".", 1)[1] for c in candidates if c.startswith(head + ".")]
+        close = [f"{head}.{m}" for m in difflib.get_close_matches(leaf, siblings, n=1)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def known_keys(command: str, schema: type) -> tuple[list[str], dict[str, list[str]]]:
+    """Every dotted key ``command`` accepts (its defaults and schema), and each config group's
+    choices: what a mistyped override is compared with."""
+    cfg, choices = compose_raw(command, [])
+    tree = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), cfg),
+                                  resolve=False)
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            keys.append(prefix + key)
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+
+    walk(tree, "")
+    groups = {group: sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+              for group in choices if "/" not in group}
+    return keys, groups
+
+
+def _explained(command: str, overrides: list[str], schema: type, fix: str
+               ) -> ConfigError | None:
+    """The error for a failed compose: the first unknown key or choice, with a suggestion;
+    ``None`` when every key and choice is known (the error is about a value)."""
+    try:
+        keys, groups = known_keys(command, schema)
+    except (HydraException, OmegaConfBaseException):
+        return None
+    open_keys = [k for k in keys if k in ("budget",)]  # mappings that take any key
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in groups and value not in groups[key]:
+            return ConfigError(key, f"unknown choice {value!r}"
+                               f"{did_you_mean(value, groups[key])}",
+                               f"use one of: {', '.join(groups[key])}")
+        if key not in keys and key not in groups and not any(
+                key.startswith(k + ".") for k in open_keys):
+            return ConfigError(key, f"unknown option{did_you_mean(key, keys)}", fix)
+    return None
 
 
 def _first_line(error: Exception) -> str:

@@ -1,4 +1,12 @@
-"""TensorBoard logging of a search: per-trial curves and hparams, study-level summaries."""
+"""TensorBoard logging of a search, laid out to be read top-down: study views first, then the
+supernet warm-up, then per-trial curves in groups of ten, and hparams last.
+
+TensorBoard sorts tag groups by name, hence the numbered groups: ``1 study`` (best accuracy so
+far, accuracy against MACs and latency with the budget line, the best architecture),
+``2 supernet`` (the warm-up loss), ``3 trials 0000-0009`` ... (each trial's brief-training curves,
+ten runs per chart instead of every run in one), then ``hparam/`` (the HParams dashboard's
+metrics).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from torch.utils.tensorboard import SummaryWriter
 
-matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a window
-import matplotlib.pyplot as plt  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from mbnas.plots import best_so_far_figure, close, cost_figure
 
 METRICS = ("accuracy", "macs", "params", "latency_ms")
+STUDY, SUPERNET = "1 study", "2 supernet"
+TRIALS_PER_GROUP = 10
 
 
-def _hparam_value(value: Any) -> int | float | str | bool:
+def trial_group(number: int) -> str:
+    """The tag group of a trial's curves: ``3 trials 0010-0019`` for trial 13."""
+    first = number // TRIALS_PER_GROUP * TRIALS_PER_GROUP
+    return f"3 trials {first:04d}-{first + TRIALS_PER_GROUP - 1:04d}"
+
+
+def hparam_value(value: Any) -> int | float | str | bool:
+    """A value the HParams dashboard accepts: numbers, strings and booleans as they are."""
     return value if isinstance(value, (int, float, str, bool)) else str(value)
 
 
@@ -23,13 +38,17 @@ class TrialLog:
     """One trial's writer: brief-training curves now, its hparams row when it finishes."""
 
     def __init__(self, log_dir: Path, number: int):
+        self.group = trial_group(number)
         self.writer = SummaryWriter(str(log_dir / f"trial-{number:04d}"))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+        """A curve point, filed under the trial's group (``train/loss`` → ``3 trials .../
+        train/loss``)."""
+        self.writer.add_scalar(f"{self.group}/{tag}", value, step)
 
     def finish(self, choices: Mapping[str, Any], metrics: Mapping[str, float | None]) -> None:
-        hparams = {key: _hparam_value(value) for key, value in choices.items()}
+        """The trial's HParams row: its architecture choices and its metrics."""
+        hparams = {key: hparam_value(value) for key, value in choices.items()}
         values = {f"hparam/{key}": float(value) for key, value in metrics.items()
                   if value is not None}
         # run_name="." keeps the hparams row in this trial's own folder beside its curves.
@@ -38,42 +57,50 @@ class TrialLog:
 
 
 class StudyLog:
-    """Study-level summaries: best-so-far, accuracy-vs-cost scatter with Pareto front, best arch."""
+    """Study-level views: best so far, accuracy against costs, the warm-up, the best arch."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.writer = SummaryWriter(str(log_dir / "study"))
 
     def trial(self, number: int, accuracy: float, best: float) -> None:
-        self.writer.add_scalar("study/accuracy", accuracy, number)
-        self.writer.add_scalar("study/best_accuracy", best, number)
+        """One trained trial's accuracy and the best so far, against its trial number."""
+        self.writer.add_scalar(f"{STUDY}/best accuracy so far", best, number)
+        self.writer.add_scalar(f"{STUDY}/accuracy", accuracy, number)
 
-    def scatter(self, points: Sequence[Mapping[str, float]], pareto: Sequence[int], cost_key: str,
-                step: int) -> None:
-        """Accuracy against ``cost_key`` for every completed trial, the Pareto front joined."""
+    def best_so_far(self, numbers: Sequence[int], accuracies: Sequence[float], step: int
+                    ) -> None:
+        """The best-so-far figure over every trained trial."""
+        figure = best_so_far_figure(numbers, accuracies)
+        self.writer.add_figure(f"{STUDY}/a best accuracy so far", figure, step)
+        close(figure)
+
+    def cost_scatter(self, points: Sequence[Mapping[str, float]], pareto: Sequence[int],
+                     cost_key: str, budget: float | None, step: int) -> None:
+        """Accuracy against ``cost_key`` with its Pareto front and budget line."""
         if not points:
             return
-        scale, label = {"macs": (1e6, "MACs (M)"), "params": (1e6, "parameters (M)"),
-                         "latency_ms": (1.0, "latency (ms)")}[cost_key]
-        figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-        axes.scatter([p[cost_key] / scale for p in points], [p["accuracy"] for p in points],
-                     s=14, alpha=0.6, label="trials")
-        front = sorted((points[i] for i in pareto), key=lambda p: p[cost_key])
-        axes.plot([p[cost_key] / scale for p in front], [p["accuracy"] for p in front], "o-",
-                  color="tab:red", label="Pareto front")
-        axes.set_xlabel(label)
-        axes.set_ylabel("validation accuracy")
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        self.writer.add_figure(f"study/accuracy_vs_{cost_key}", figure, step)
-        plt.close(figure)
+        figure = cost_figure(points, pareto, cost_key, budget)
+        name = cost_key.removesuffix("_ms")
+        self.writer.add_figure(f"{STUDY}/b accuracy vs {name}", figure, step)
+        close(figure)
 
     def best_arch(self, text: str, step: int) -> None:
-        # Markdown code block so the YAML keeps its line breaks in the Text dashboard.
+        """The best architecture's YAML, as a code block in the Text dashboard."""
         block = "\n".join("    " + line for line in text.splitlines())
-        self.writer.add_text("study/best_architecture", block, step)
+        self.writer.add_text(f"{STUDY}/best architecture", block, step)
 
     def close(self) -> None:
         self.writer.close()
 
+
+def log_warmup(log_dir: Path, losses: Sequence[float]) -> None:
+    """The supernet warm-up's loss per step (largest member) in its own run, ``tb/supernet``;
+    written once, so a resumed search does not draw it twice."""
+    run = log_dir / "supernet"
+    if run.is_dir() and any(run.iterdir()):
+        return
+    writer = SummaryWriter(str(run))
+    for step, loss in enumerate(losses, start=1):
+        writer.add_scalar(f"{SUPERNET}/warm-up loss (largest member)", loss, step)
+    writer.close()

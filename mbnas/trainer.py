@@ -10,17 +10,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
+from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
 from mbnas.errors import ConfigError, MbnasError
@@ -136,10 +139,26 @@ def network_arch(cfg: TrainConfig, num_classes: int) -> tuple[ArchSpec, Path | N
     return arch, weights
 
 
+def run_data(folder: str | Path, changes: Mapping[str, Any]) -> tuple[DataConfig, bool]:
+    """The data a run was trained on (its ``config.yaml``) with ``changes`` (``None`` values:
+    keep the run's own) applied; and whether the run's own settings were found."""
+    saved = RunFolder(Path(folder)).saved_settings() or {}
+    own = saved.get("data")
+    given = {key: value for key, value in changes.items() if value is not None}
+    merged = merge_schema(DataConfig, OmegaConf.merge(own or {}, given),
+                          prefix="data", fix="check the data.* settings")
+    return OmegaConf.to_object(merged), own is not None
+
+
+def network_files(folder: str | Path) -> tuple[Path, Path]:
+    """The ArchSpec and weights a finished train or search run saved."""
+    return RunFolder(Path(folder)).network()
+
+
 def evaluate_run(folder: str | Path, data: DataConfig, device: torch.device
                  ) -> tuple[ArchSpec, EvalResult]:
     """The network a finished run saved, scored on ``data``'s split."""
-    arch_path, weights = RunFolder(Path(folder)).network()
+    arch_path, weights = network_files(folder)
     arch = load_arch(arch_path)
     classes = dataset_num_classes(data)
     if classes != arch.num_classes:

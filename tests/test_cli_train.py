@@ -57,6 +57,9 @@ def test_train_then_evaluate_then_rerun(tmp_path, tiny_arch):
     assert done.returncode == 0, done.stderr
     scored = json.loads(done.stdout)
     assert scored["split"] == "test" and scored["samples"] == 32 and 0 <= scored["accuracy"] <= 1
+    own = run_cli("evaluate", "run=runs/tiny", cwd=tmp_path)  # the run's own data by default
+    assert own.returncode == 0 and "synthetic test split" in own.stdout
+    assert "the run's own data" in own.stdout and "not a real dataset" in own.stdout
 
     again = run_cli("train", f"arch={tiny_arch}", "drop_path=0.1", *SMALL, cwd=tmp_path)
     assert again.returncode == 0 and "already trained" in again.stdout

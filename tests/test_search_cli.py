@@ -73,14 +73,21 @@ def test_tensorboard_event_files_hold_curves_hparams_and_study_summaries(single_
     assert trial_dirs
     trial = EventAccumulator(str(trial_dirs[0]))
     trial.Reload()
-    assert "train/loss" in trial.Tags()["scalars"] and "val/accuracy" in trial.Tags()["scalars"]
+    group = f"3 trials {int(trial_dirs[0].name[6:]) // 10 * 10:04d}-"
+    scalars = trial.Tags()["scalars"]
+    assert any(t.startswith(group) and t.endswith("train/loss") for t in scalars)
+    assert any(t.startswith(group) and t.endswith("val/accuracy") for t in scalars)
     assert "hparam/accuracy" in trial.Tags()["scalars"]
     assert "hparam/macs" in trial.Tags()["scalars"]
     study = EventAccumulator(str(run / "tb" / "study"), size_guidance={"images": 0})
     study.Reload()
-    assert "study/best_accuracy" in study.Tags()["scalars"]
-    assert "study/accuracy_vs_macs" in study.Tags()["images"]
-    assert "study/best_architecture/text_summary" in study.Tags()["tensors"]
+    assert "1 study/best accuracy so far" in study.Tags()["scalars"]
+    assert {"1 study/a best accuracy so far", "1 study/b accuracy vs macs",
+            "1 study/b accuracy vs latency"} <= set(study.Tags()["images"])
+    assert "1 study/best architecture/text_summary" in study.Tags()["tensors"]
+    warmup = EventAccumulator(str(run / "tb" / "supernet"))
+    warmup.Reload()
+    assert len(warmup.Scalars("2 supernet/warm-up loss (largest member)")) == 6
 
 
 def test_same_command_resumes_and_counts_the_total(single_run, tmp_path):
@@ -100,6 +107,9 @@ def test_resume_with_a_different_budget_is_refused(single_run):
     done = mbnas_cli("search", "+budget.macs=3M", "name=single", *SMOKE, cwd=run.parent.parent,
                      check=False)
     assert done.returncode == 2 and "different search" in done.stderr
+    other = mbnas_cli("search", BUDGET, "name=single", *SMOKE, "evaluator.finetune_steps=3",
+                      cwd=run.parent.parent, check=False)
+    assert other.returncode == 2 and "evaluator.finetune_steps=2" in other.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["budget"] == {"macs": "0.5M"}
 
 
@@ -150,14 +160,6 @@ def test_bad_budgets_stop_before_training_without_traceback(tmp_path, budget, me
 def test_config_files_compose_from_any_directory(tmp_path):
     cfg = yaml.safe_load(mbnas_cli("search", "+budget.macs=300M", "--cfg", cwd=tmp_path).stdout)
     assert cfg["budget"] == {"macs": "300M"} and cfg["evaluator"]["name"] == "supernet"
-
-
-def test_the_mission_command_on_the_smoke_preset(tmp_path):
-    """`python -m mbnas search +budget.macs=300M preset=smoke`, as the README's tour runs it."""
-    done = mbnas_cli("search", "+budget.macs=300M", "preset=smoke", cwd=tmp_path)
-    run = tmp_path / "runs" / "default-macs300M"
-    assert "[trial 6/6]" in done.stdout
-    assert mbnas.count(mbnas.load_arch(run / "best.yaml")).macs <= 300_000_000
 
 
 def test_latency_budget_with_a_lookup_table(tmp_path):

@@ -20,4 +20,9 @@ class Config:
 
 def run(cfg: Config) -> None:
     result = report_run(cfg.run, cfg.top)
-    print(json.dumps(result) if cfg.format is OutputFormat.json else format_report(result))
+    if cfg.format is OutputFormat.json:
+        print(json.dumps(result))
+        return
+    print(format_report(result))
+    print(f"next: python -m mbnas export run={cfg.run}   # best.yaml, best.pt (torchscript=true, "
+          f"onnx=true)\n      python -m mbnas train init={cfg.run} name=mine   # train the winner")

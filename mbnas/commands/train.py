@@ -9,6 +9,7 @@ trained), ``last.pt`` (checkpoint, written every epoch and on interruption), ``t
 from __future__ import annotations
 
 from mbnas.trainer import TrainConfig, train
+from mbnas.units import format_count
 
 Config = TrainConfig
 
@@ -18,6 +19,15 @@ def run(cfg: TrainConfig) -> None:
     run_dir, result = outcome.run.path, outcome.result
     if outcome.already_trained:
         print(f"{run_dir} is already trained (delete it or use another name= to retrain)")
-    print(f"{outcome.run.name}: validation top-1 {100 * result['accuracy']:.2f}% (loss "
-          f"{result['loss']:.4f}, {result['samples']} images) after {result['epochs']} epochs; "
-          f"saved {run_dir}")
+    synthetic = " (synthetic data)" if result.get("data") == "synthetic" else ""
+    print(f"{outcome.run.name}: validation top-1 {100 * result['accuracy']:.2f}%{synthetic} "
+          f"(loss {result['loss']:.4f}, {result['samples']} images) after {result['epochs']} "
+          f"epochs; saved {run_dir}")
+    cost = (f"{format_count(result['macs'])} MACs, {format_count(result['params'])} params, "
+            if "macs" in result else "")
+    seconds = f"{result['seconds'] / 60:.1f} min" if "seconds" in result else ""
+    print(f"  {cost}{seconds} | files: model.pt, arch.yaml, result.json, tb/")
+    print("  next:")
+    print(f"    python -m mbnas evaluate run={run_dir}      # test-split accuracy, same data")
+    print(f"    python -m mbnas cost arch={run_dir / 'arch.yaml'}   # per-stage cost + latency")
+    print(f"    tensorboard --logdir {run_dir / 'tb'}")

@@ -36,12 +36,14 @@ class StopAtTotal:
 
 
 class Progress:
-    """One line per finished trial: count, result, best so far and elapsed time."""
+    """One line per trained candidate: how many of the total, its Optuna number, result, best
+    so far, elapsed time and the expected time left (from this process's trials so far)."""
 
     def __init__(self, total: int):
         self.total = total
         self.start = time.monotonic()
         self.pruned = 0
+        self.trained = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         record = TrialRecord.of(trial)
@@ -51,38 +53,50 @@ class Progress:
                 print(f"  {self.pruned} over-budget candidates pruned so far (latest: "
                       f"{record.pruned_reason or 'stopped'})", flush=True)
             return
+        if trial.state != COMPLETE:
+            return
+        self.trained += 1
         result = f"accuracy {record.accuracy:.4f}, {record.macs / 1e6:.1f}M MACs"
         if record.latency_ms is not None:
             result += f", {record.latency_ms:.2f} ms"
         best = max((r.accuracy for r in trial_records(study, COMPLETE)), default=None)
         best_text = f"best {best:.4f}" if best is not None else "no feasible trial yet"
         elapsed = time.monotonic() - self.start
-        print(f"[trial {count_trials(study, COMPLETE)}/{self.total}] #{trial.number}: {result} "
-              f"| {best_text} | {elapsed / 60:.1f} min", flush=True)
+        done = count_trials(study, COMPLETE)
+        left = max(self.total - done, 0) * elapsed / self.trained
+        print(f"[trial {done}/{self.total}] Optuna #{trial.number}: {result} | {best_text} "
+              f"| {elapsed / 60:.1f} min, ~{left / 60:.1f} min left", flush=True)
 
 
 class StudySummaries:
-    """The study's TensorBoard summaries: accuracy and best-so-far after every trained trial,
-    the accuracy-vs-cost scatter and the best architecture every ``every`` trials."""
+    """The study's TensorBoard views: accuracy and best-so-far after every trained trial; the
+    figures (best so far, accuracy against each known cost with the budget line) and the best
+    architecture every ``every`` trials and at the end."""
 
-    def __init__(self, study_log: StudyLog, cost_key: str, every: int = 10):
-        self.study_log, self.cost_key, self.every = study_log, cost_key, every
+    def __init__(self, study_log: StudyLog, cost_key: str, budget: dict[str, float],
+                 every: int = 5):
+        self.study_log, self.cost_key, self.budget, self.every = (study_log, cost_key, budget,
+                                                                  every)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state != COMPLETE:
             return
         best = max(r.accuracy for r in best_trials(study))
         self.study_log.trial(trial.number, TrialRecord.of(trial).accuracy, best)
-        if trial.number % self.every == 0:
+        if count_trials(study, COMPLETE) % self.every == 0:
             self.refresh(study)
 
     def refresh(self, study: optuna.Study) -> None:
-        """Redraw the scatter with its Pareto front and the best architecture."""
-        records = trial_records(study, COMPLETE)
+        """Redraw the figures and the best architecture."""
+        records = sorted(trial_records(study, COMPLETE), key=lambda r: r.number)
         if not records:
             return
-        step = max(r.number for r in records)
-        usable = [r.metrics for r in records if r.metrics[self.cost_key] is not None]
-        self.study_log.scatter(usable, pareto_indices(usable, self.cost_key), self.cost_key,
-                               step)
+        step = records[-1].number
+        self.study_log.best_so_far([r.number for r in records], [r.accuracy for r in records],
+                                   step)
+        for key in dict.fromkeys((self.cost_key, "macs", "latency_ms")):
+            usable = [r.metrics for r in records if r.metrics[key] is not None]
+            if usable:
+                self.study_log.cost_scatter(usable, pareto_indices(usable, key), key,
+                                            self.budget.get(key), step)
         self.study_log.best_arch(best_trials(study)[0].arch_spec().to_yaml(), step)

@@ -29,6 +29,7 @@ class SearchConfig:
     """Schema of ``conf/search.yaml``."""
 
     name: str | None = None
+    preset: str = "default"  # set from the preset= choice: part of the run's name and signature
     runs_dir: str = "runs"
     space: str | None = None
     budget: dict[str, Any] = field(default_factory=dict)

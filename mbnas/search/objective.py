@@ -21,6 +21,7 @@ from mbnas.search.trials import (
     COMPLETE,
     TrialRecord,
     record_candidate,
+    record_constraints,
     record_duplicate,
     record_pruned,
     record_score,
@@ -81,12 +82,12 @@ class Objective:
         candidate = self.candidate(trial)
         costs = candidate.costs
         record_candidate(trial, candidate.arch, costs)
-        for key, value in self.budget.constraints(costs).items():
-            trial.set_constraint(key, value)
+        constraints = self.budget.constraints(costs)
         reasons = self.budget.violations(costs)
         if self.budget.needs_latency and candidate.latency_ms is None:
             reasons = reasons or ["over budget before latency was measured"]
-            trial.set_constraint("latency_ms", 1.0)
+            constraints["latency_ms"] = 1.0
+        record_constraints(trial, constraints)
         if reasons:
             record_pruned(trial, reasons)
             raise optuna.TrialPruned("over budget: " + "; ".join(reasons))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +41,26 @@ from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
 from mbnas.search.latency import latency_estimator
 from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
+from mbnas.search.plan import (
+    Estimate,
+    estimate,
+    no_budget_warning,
+    plan_lines,
+    step_times,
+    threads_hint,
+)
 from mbnas.search.study import (
     enqueue_seeds,
     make_sampler,
     open_study,
     storage_url,
-    study_directions,
 )
+from mbnas.search.summary import summary_lines
 from mbnas.search.trials import COMPLETE, best_trials, count_trials
 from mbnas.space import SearchSpace, load_space
+from mbnas.supernet.training import warmup_losses
 from mbnas.tensorboard import StudyLog
+from mbnas.tensorboard import log_warmup as log_warmup_losses
 from mbnas.train import resolve_device, seed_everything
 
 
@@ -69,14 +80,23 @@ class SearchRun:
         return {**dataclasses.asdict(self.cfg), "evaluator": dataclasses.asdict(self.evaluator)}
 
     def signature(self) -> dict[str, Any]:
-        """What a resumed search must keep: space, budget, objective, resolution."""
+        """What a resumed search must keep: space, budget, objective, resolution, preset, and
+        what scores a trial (the evaluator's and the data's settings)."""
+        data = {key: value for key, value in dataclasses.asdict(self.cfg.data).items()
+                if key != "workers"}
         return {"space": self.space.name, "budget": self.budget.describe(),
-                "objective": self.cfg.objective, "resolution": self.space.resolution}
+                "objective": self.cfg.objective, "resolution": self.space.resolution,
+                "preset": self.cfg.preset, "evaluator": dataclasses.asdict(self.evaluator),
+                "data": data}
 
 
-def default_run_name(space: SearchSpace, budget: Budget, objective: str) -> str:
-    """``<space>-<budget>[-<objective>]``, e.g. ``default-macs300M``."""
+def default_run_name(space: SearchSpace, budget: Budget, objective: str,
+                     preset: str = "default") -> str:
+    """``<space>-<budget>[-<objective>][-<preset>]``, e.g. ``default-macs300M`` or
+    ``default-macs300M-smoke``: a trial run never shares the real run's folder."""
     suffix = "" if objective == "accuracy" else f"-{objective}"
+    if preset != "default":
+        suffix += f"-{preset}"
     return f"{space.name}-{budget.slug()}{suffix}"
 
 
@@ -111,7 +131,7 @@ def prepare(cfg: SearchConfig) -> SearchRun:
         raise ConfigError("latency.mode", "is none, but a latency budget or objective needs it",
                           "use latency=measured or latency=table")
     check_reachable(budget, smallest_costs(space, estimate, budget), space.name)
-    name = cfg.name or default_run_name(space, budget, cfg.objective)
+    name = cfg.name or default_run_name(space, budget, cfg.objective, cfg.preset)
     return SearchRun(cfg, space, budget, evaluator, RunFolder(Path(cfg.runs_dir) / name),
                      estimate)
 
@@ -119,6 +139,7 @@ def prepare(cfg: SearchConfig) -> SearchRun:
 def run_search(cfg: SearchConfig) -> optuna.Study:
     """Run (or resume) the search ``cfg`` describes, then export its best architecture."""
     run = prepare(cfg)
+    started = time.monotonic()
     folder = run.folder.create()
     # mbnas prints its own progress; Optuna's warnings would repeat an interrupted trial's
     # traceback, and real errors still propagate.
@@ -130,16 +151,11 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
     with file_lock(folder.storage_lock):
         study = open_study(folder.name, storage_url(cfg.storage, folder.study_db),
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
-                           study_directions(cfg.objective), run.signature())
+                           cfg.objective, run.signature())
     # Written once the study accepted the settings: a refused resume leaves the old config.
     folder.save_settings(run.settings())
-    remaining = cfg.n_trials - count_trials(study, COMPLETE)
-    print(f"mbnas search: {folder.path} | space {run.space.name} | {run.budget.describe()}"
-          f" | objective {cfg.objective} | {max(remaining, 0)} of {cfg.n_trials} trials to go",
-          flush=True)
-    note = busy_note(torch.get_num_threads())
-    if note and remaining > 0:
-        print(note, flush=True)
+    remaining = max(cfg.n_trials - count_trials(study, COMPLETE), 0)
+    print_plan(run, study, remaining)
     evaluator = None
     if remaining > 0:
         for name in enqueue_seeds(study, run.space, list(cfg.seeds)):
@@ -147,9 +163,50 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
         evaluator = make_evaluator(run.evaluator,
                                    evaluation_context(cfg, run.space, run.budget))
         evaluator.prepare(folder)
+        log_warmup(folder)
         optimize(study, run, evaluator)
     export_best(study, folder, cfg.export, evaluator)
+    print("\n".join(summary_lines(study, folder, time.monotonic() - started, cfg.data.name)),
+          flush=True)
     return study
+
+
+def expected_time(run: SearchRun, remaining: int) -> Estimate:
+    """The run's expected warm-up and per-candidate seconds on this machine."""
+    cfg = run.cfg
+    times = step_times(run.space, run.budget, cfg.data, resolve_device(cfg.device), cfg.seed)
+    runs = cfg.latency.warmup + cfg.latency.repeats if run.estimate_latency else 0
+    deployed = (run.space.resolution / cfg.data.resolution) ** 2
+    return estimate(dataclasses.asdict(run.evaluator), cfg.data, times, latency_runs=runs,
+                    deployed_pixels=deployed, warmed_up=run.folder.supernet.is_file())
+
+
+def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> None:
+    """The plan and expected duration, a warning when there is no budget, a hint when the
+    machine is busy, and what each progress line means."""
+    cfg = run.cfg
+    print(f"mbnas search: {run.folder.path} ({'resuming, ' if len(study.trials) else ''}"
+          f"{remaining} of {cfg.n_trials} trials to go)", flush=True)
+    if remaining == 0:
+        return
+    expected = expected_time(run, remaining)
+    print("\n".join(plan_lines(cfg, dataclasses.asdict(run.evaluator), run.budget, run.space,
+                               remaining, expected)), flush=True)
+    if not run.budget.limits:
+        print(no_budget_warning(run.space, expected.total(remaining)), flush=True)
+    for note in (busy_note(torch.get_num_threads()), threads_hint(cfg.threads)):
+        if note:
+            print(note, flush=True)
+    print("Each line below is one trained candidate: [trial k/N] counts trained candidates "
+          "(all workers), Optuna #n is the study's trial number (over-budget candidates take "
+          "numbers too).", flush=True)
+
+
+def log_warmup(folder: RunFolder) -> None:
+    """The supernet warm-up's loss curve, from its checkpoint, in TensorBoard (once)."""
+    losses = warmup_losses(folder.supernet)
+    if losses:
+        log_warmup_losses(folder.tensorboard, losses)
 
 
 def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
@@ -158,7 +215,7 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     study_log = StudyLog(run.folder.tensorboard)
     objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
                           run.estimate_latency, run.folder.tensorboard)
-    summaries = StudySummaries(study_log, cost_metric(cfg.objective))
+    summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
     # Counted over every worker sharing the study: n_trials is the total of trained candidates.
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
     study.optimize(objective, callbacks=[Progress(cfg.n_trials), summaries, stop],

@@ -36,6 +36,12 @@ def study_directions(objective: str) -> list[str]:
     return ["maximize"] if OBJECTIVES[objective] is None else ["maximize", "minimize"]
 
 
+def metric_names(objective: str) -> list[str]:
+    """The objectives' names as Optuna's dashboard shows them: accuracy, then the cost."""
+    second = OBJECTIVES[objective]
+    return ["accuracy"] if second is None else ["accuracy", second]
+
+
 def storage_url(storage: str | None, study_db: Path) -> str | optuna.storages.BaseStorage:
     """SQLite in ``study_db`` by default; any Optuna storage URL otherwise."""
     url = storage or f"sqlite:///{study_db.resolve()}"
@@ -46,16 +52,20 @@ def storage_url(storage: str | None, study_db: Path) -> str | optuna.storages.Ba
 
 
 def open_study(name: str, storage: str | optuna.storages.BaseStorage,
-               sampler: optuna.samplers.BaseSampler, directions: list[str],
+               sampler: optuna.samplers.BaseSampler, objective: str,
                signature: dict[str, Any]) -> optuna.Study:
     """Create the study or resume it, refusing to mix a different search into the same run."""
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                directions=directions, load_if_exists=True)
+                                directions=study_directions(objective), load_if_exists=True)
     check_resumable(study.user_attrs.get(SIGNATURE), signature, where="name",
                     problem=f"run {name!r} already holds a different search",
                     fix="choose another name=, or resume with the original settings")
     if SIGNATURE not in study.user_attrs:
         study.set_user_attr(SIGNATURE, signature)
+    if study.metric_names is None:  # shown by optuna-dashboard instead of "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(objective))
     return study
 
 

@@ -16,6 +16,9 @@ from mbnas.arch import ArchSpec
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 METRICS = ("accuracy", "macs", "params", "latency_ms")
+# optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
+# attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
+DASHBOARD_CONSTRAINTS = "constraints"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,16 @@ def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, fl
     trial.set_user_attr("digest", arch.digest())
     for key, value in costs.items():
         trial.set_user_attr(key, value)
+
+
+def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) -> None:
+    """Each budget's constraint value (≤ 0: within budget) for the sampler, by name, and as
+    the list that optuna-dashboard reads to mark trials feasible or not."""
+    for key, value in constraints.items():
+        trial.set_constraint(key, value)
+    if constraints:  # Optuna offers no public trial id; the storage API is public
+        trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS,
+                                            [float(v) for v in constraints.values()])
 
 
 def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:

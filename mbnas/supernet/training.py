@@ -125,6 +125,7 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
     device = model_device(supernet)
     optimizer, scheduler, criterion = make_optimization(supernet, cfg.optim, cfg.steps)
     rng, stream, step = random.Random(cfg.seed), BatchStream(train_loader), 0
+    history: list[float] = []  # every step's loss since the start, kept in the checkpoint
     settings = _settings(cfg, space)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
@@ -139,6 +140,7 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
         stream = BatchStream(train_loader, **state["data"])
         restore_rng_state(state["rng"])
         step = state["step"]
+        history = list(state.get("losses", []))
     losses: list[float] = []
     with tqdm(total=cfg.steps, initial=step, disable=not progress, desc="supernet warm-up",
               unit="step", dynamic_ncols=True) as bar:
@@ -148,6 +150,7 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             archs = sandwich_members(space, rng, cfg.num_random, cfg.rule)
             distill = cfg.distill and cfg.rule == "sandwich"
             losses.append(sandwich_step(supernet, archs, images, labels, criterion, distill))
+            history.append(losses[-1])
             if cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(supernet.parameters(), cfg.optim.grad_clip)
             optimizer.step()
@@ -163,8 +166,15 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                     "optimizer": None if done else optimizer.state_dict(),
                     "scheduler": None if done else scheduler.state_dict(),
                     "sampler": rng.getstate(), "data": stream.position(),
-                    "rng": capture_rng_state()})
+                    "rng": capture_rng_state(), "losses": history})
     return SandwichResult(step, tuple(losses))
+
+
+def warmup_losses(checkpoint: Path) -> list[float]:
+    """The largest member's loss at every warm-up step a checkpoint has seen (empty if none)."""
+    if not Path(checkpoint).is_file():
+        return []
+    return list(load_checkpoint(checkpoint).get("losses", []))
 
 
 def _settings(cfg: SandwichConfig, space: SearchSpace) -> dict[str, Any]:

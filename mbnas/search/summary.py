@@ -1,0 +1,46 @@
+"""What a finished search says last: its best network, what it wrote, and the commands to run
+next."""
+
+from __future__ import annotations
+
+import optuna
+
+from mbnas.run_folder import RunFolder
+from mbnas.search.plan import format_duration
+from mbnas.search.trials import COMPLETE, PRUNED, best_trials, count_trials
+from mbnas.units import format_count
+
+
+def next_commands(folder: RunFolder) -> list[str]:
+    """The quick tour's next steps for a search run folder."""
+    run = folder.path
+    return [f"tensorboard --logdir {run}                 # study plots first, then trials",
+            f"python -m mbnas report run={run}        # top trials and the Pareto set",
+            f"python -m mbnas export run={run} torchscript=true   # deployable files",
+            f"python -m mbnas train init={run} name=mine          # train the winner further",
+            f"python -m mbnas cost arch={folder.best_yaml}        # per-stage cost + latency",
+            f"optuna-dashboard sqlite:///{folder.study_db}   # optional: pip install "
+            "optuna-dashboard"]
+
+
+def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
+                  data_name: str) -> list[str]:
+    """The end of a search: trials, the best network's accuracy, MACs, parameters, latency,
+    the wall time, the files written and the next commands."""
+    trained, pruned = count_trials(study, COMPLETE), count_trials(study, PRUNED)
+    lines = [f"mbnas search: done in {format_duration(seconds)} (this process) | "
+             f"{trained} candidates trained, {pruned} pruned over budget | {folder.path}"]
+    best = best_trials(study)
+    if best:
+        top = best[0]
+        latency = f", {top.latency_ms:.2f} ms" if top.latency_ms is not None else ""
+        note = " (synthetic data)" if data_name == "synthetic" else ""
+        lines.append(f"  best       trial #{top.number}: accuracy {top.accuracy:.4f}{note}, "
+                     f"{format_count(top.macs)} MACs, {format_count(top.params)} params{latency}")
+    written = [p.name for p in (folder.best_yaml, folder.best_weights, folder.study_db,
+                                folder.supernet, folder.tensorboard, folder.pareto)
+               if p.exists()]
+    lines.append(f"  files      {', '.join(written)}")
+    lines.append("  next:")
+    lines += [f"    {command}" for command in next_commands(folder)]
+    return lines
