@@ -18,6 +18,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +63,10 @@ class PredictorConfig(EvaluatorConfig):
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def check(self) -> None:
-        for key in ("warmup_steps", "num_random", "label_archs", "label_images", "batch_size"):
-            check_int(getattr(self, key), f"evaluator.{key}", minimum=2 if key in (
-                "label_archs", "batch_size") else 1)
+        for key in ("warmup_steps", "num_random", "label_images"):
+            check_int(getattr(self, key), f"evaluator.{key}", minimum=1)
+        for key in ("label_archs", "batch_size"):  # a spread needs two values
+            check_int(getattr(self, key), f"evaluator.{key}", minimum=2)
         check_choice(self.rule, "evaluator.rule", RULES)
         check_choice(self.sharing, "evaluator.sharing", SHARING)
         check_float(self.penalty, "evaluator.penalty", 0.0, None, low_inclusive=False)
@@ -108,7 +110,7 @@ class PredictorEvaluator(Evaluator):
                               "run the search again to warm up and fit it")
         self.prepare(run)
 
-    def _label_and_fit(self, path) -> None:
+    def _label_and_fit(self, path: Path) -> None:
         rng = random.Random(self.context.seed)
         members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
         archs = [members.sample_random(rng) for _ in range(self.cfg.label_archs)]
@@ -143,7 +145,7 @@ class PredictorEvaluator(Evaluator):
         model = scoring_copy(self.supernet.extract(arch))
         return -float(F.cross_entropy(model(images), labels))
 
-    def _load(self, path) -> None:
+    def _load(self, path: Path) -> None:
         saved = json.loads(path.read_text())
         self.predictor = RidgePredictor.from_dict(saved["predictor"])
         self.reference = {name: tuple(value) for name, value in saved["reference"].items()}
