@@ -51,6 +51,9 @@ def test_over_budget_candidates_are_pruned_untrained_with_reason_and_constraints
         assert trial.constraints["macs"] > 0
     for trial in complete:
         assert trial.user_attrs["macs"] <= 500_000 and trial.constraints["macs"] <= 0
+    # optuna-dashboard colours trials feasible or not from Optuna's list form of the values.
+    for trial in pruned + complete:
+        assert trial.system_attrs["constraints"] == [trial.constraints["macs"]]
     assert all(mbnas.count(arch).macs <= 500_000 for arch in trained)
 
 

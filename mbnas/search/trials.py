@@ -97,9 +97,12 @@ def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) ->
     the list that optuna-dashboard reads to mark trials feasible or not."""
     for key, value in constraints.items():
         trial.set_constraint(key, value)
-    if constraints:  # Optuna offers no public trial id; the storage API is public
-        trial.storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS,
-                                            [float(v) for v in constraints.values()])
+    if constraints:
+        storage = trial.storage
+        study_id = storage.get_study_id_from_name(trial.study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_system_attr(trial_id, DASHBOARD_CONSTRAINTS,
+                                      [float(v) for v in constraints.values()])
 
 
 def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:
