@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,19 +67,19 @@ def evaluator_settings(name: str, overrides: Sequence[str]) -> Any:
 
 
 def build_evaluator(name: str, overrides: Sequence[str], space: SearchSpace, data: DataConfig,
-                    seed: int) -> Evaluator:
-    """An evaluator as a search of ``space`` without budget would build it."""
-    context = EvaluationContext(data=data, device=torch.device("cpu"), seed=seed, space=space,
+                    seed: int, device: str = "cpu") -> Evaluator:
+    """An evaluator as a search of ``space`` without budget would build it, on ``device``."""
+    context = EvaluationContext(data=data, device=torch.device(device), seed=seed, space=space,
                                 budget=Budget())
     return make_evaluator(evaluator_settings(name, overrides), context)
 
 
 def warmup_steps_for(minutes: float, space: SearchSpace, data: DataConfig, seed: int,
-                     overrides: Sequence[str], scratch: Path) -> int:
+                     overrides: Sequence[str], scratch: Path, device: str = "cpu") -> int:
     """Sandwich steps that fit ``minutes`` here, timed on a few steps of a throwaway warm-up."""
     probe_steps = 4
     probe = build_evaluator("supernet", [*overrides, f"warmup_steps={probe_steps}"], space, data,
-                            seed)
+                            seed, device)
     start = time.perf_counter()
     probe.prepare(RunFolder(scratch / "probe"))
     seconds_per_step = (time.perf_counter() - start) / probe_steps
@@ -86,13 +87,22 @@ def warmup_steps_for(minutes: float, space: SearchSpace, data: DataConfig, seed:
 
 
 def score_all(evaluator: Evaluator, archs: Sequence[ArchSpec],
-              progress: Callable[[int], None] | None = None) -> tuple[list[float], float]:
-    """Every architecture's score, and the mean seconds one took."""
-    scores, seconds = [], 0.0
+              progress: Callable[[int], None] | None = None
+              ) -> tuple[list[float], float, dict[str, list[float]]]:
+    """Every architecture's score, the mean seconds one took, and each raw feature the scores
+    were made of (proxies, predictions), architecture by architecture."""
+    scores, seconds, features = [], 0.0, defaultdict(list)
     for index, arch in enumerate(archs, start=1):
         evaluation = evaluator.evaluate(arch)
-        scores.append(evaluation.score if math.isfinite(evaluation.score) else -math.inf)
+        scores.append(finite_or_worst(evaluation.score))
         seconds += evaluation.seconds
+        for name, value in evaluation.features.items():
+            features[name].append(finite_or_worst(value))
         if progress:
             progress(index)
-    return scores, seconds / len(archs)
+    return scores, seconds / len(archs), dict(features)
+
+
+def finite_or_worst(value: float) -> float:
+    """A score as ranked: a non-finite one ranks last."""
+    return value if math.isfinite(value) else -math.inf

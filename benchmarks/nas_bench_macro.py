@@ -73,6 +73,7 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError, MbnasError
+from mbnas.evaluators.predictor import PredictorEvaluator
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.study import SAMPLERS, make_sampler  # the search's sampler factory
@@ -371,7 +372,8 @@ def command_rank(args: argparse.Namespace) -> int:
     cache = Path(args.cache).expanduser()
     data = DataConfig(name="cifar10", root=str(full_cifar10(cache)), seed=args.seed)
     results: dict[str, Any] = {"default": space.evaluator or "supernet", "archs": len(codes),
-                               "minutes": args.minutes, "evaluators": {}, "baselines": {
+                               "minutes": args.minutes, "device": args.device,
+                               "evaluators": {}, "baselines": {
         "flops": ranking_metrics(macs, truth, macs),
         "seed_vs_seed": ranking_metrics([table[c]["test_acc"][0] for c in codes],
                                         [table[c]["test_acc"][1] for c in codes], macs)}}
@@ -391,9 +393,10 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
     """One evaluator prepared as a search would (warm-up, reference sample), then scoring all."""
     if name == "supernet" and not any(o.startswith("warmup_steps=") for o in overrides):
         steps = warmup_steps_for(args.minutes, mbnas.load_space(SPACE), data,
-                                 args.seed, overrides, folder / label)
+                                 args.seed, overrides, folder / label, args.device)
         overrides = [*overrides, f"warmup_steps={steps}"]
-    evaluator = build_evaluator(name, overrides, mbnas.load_space(SPACE), data, args.seed)
+    evaluator = build_evaluator(name, overrides, mbnas.load_space(SPACE), data, args.seed,
+                                args.device)
     start = time.perf_counter()
     evaluator.prepare(RunFolder(folder / f"{label}-{'-'.join(overrides) or 'shipped'}"))
     prepare_minutes = (time.perf_counter() - start) / 60
@@ -402,9 +405,17 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
         if done % 25 == 0 or done == len(archs):
             print(f"  {label}: {done}/{len(archs)} scored", file=sys.stderr, flush=True)
 
-    scores, seconds = score_all(evaluator, archs, progress)
+    scores, seconds, features = score_all(evaluator, archs, progress)
+    components = {feature: ranking_metrics(values, truth, macs)
+                  for feature, values in features.items()}
+    if args.diagnose and isinstance(evaluator, PredictorEvaluator):
+        # The supernet's own labels of the ranked codes: what the ridge prediction smooths.
+        images, labels = evaluator.labelling_batch()
+        components["supernet_label"] = ranking_metrics(
+            [evaluator.label(arch, images, labels) for arch in archs], truth, macs)
     return {"evaluator": name, "settings": overrides, "prepare_minutes": prepare_minutes,
-            **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds}
+            **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds,
+            "components": components}
 
 
 def print_rank(results: dict[str, Any]) -> None:
@@ -412,8 +423,12 @@ def print_rank(results: dict[str, Any]) -> None:
     print("| evaluator | Kendall tau | Spearman rho | slice tau | top-10% recall | s/arch "
           "| prepare min |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    rows = {**results["evaluators"], **{f"baseline: {k}": v
-                                         for k, v in results["baselines"].items()}}
+    rows = {}
+    for label, row in results["evaluators"].items():
+        rows[label] = row
+        rows.update({f"{label} · {feature}": part
+                     for feature, part in row.get("components", {}).items()})
+    rows.update({f"baseline: {k}": v for k, v in results["baselines"].items()})
     for label, row in rows.items():
         seconds = row.get("seconds_per_arch")
         prepare = row.get("prepare_minutes")
@@ -511,6 +526,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--cache", default=str(CACHE), help="where CIFAR-10 and warm-ups go")
     rank.add_argument("--out", default=None, help="write the results as JSON")
+    rank.add_argument("--diagnose", action="store_true",
+                      help="also rank by the predictor's raw supernet labels of the codes")
+    rank.add_argument("--device", default="cpu",
+                      help="cpu, or cuda: ranking figures should not depend on it; times do")
     rank.set_defaults(run=command_rank)
     search = commands.add_parser("search", help="mbnas search on the space, judged by the table")
     search.add_argument("--budgets", default="30M,60M")

@@ -1,10 +1,11 @@
 """Does the search find better networks than the obvious alternatives at the same MAC budget?
 
     python benchmarks/search_quality.py --data ../shared/data/cifar-10-batches-py \
-        --budget 20M --candidates 20 --epochs 15
+        --budget 20M --candidates 20 --epochs 15 [--search-seeds 2 --jobs 6]
 
 On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
-  (a) the best architecture mbnas's search finds (TPE, supernet evaluator),
+  (a) the best architecture mbnas's search finds (TPE, the space's default evaluator unless
+      ``--evaluator`` names another),
   (b) the best of random search with the same number of evaluated candidates (same evaluator),
   (c) MobileNetV2 and MobileNetV3-Large, adapted to 32 px inputs as is usual for CIFAR (stride-1
       stem, the first stride-2 stage at stride 1) and width-scaled to the same budget,
@@ -16,15 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 import mbnas
 from mbnas.arch import ArchSpec
 from mbnas.config import load_config
 from mbnas.scaling import scale_arch
-from mbnas.search import SearchConfig, run_search
+from mbnas.search import SearchConfig, run_search, space_defaults
 from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
 
@@ -47,22 +53,41 @@ def fit_width(arch: ArchSpec, budget: int) -> tuple[ArchSpec, float]:
     raise SystemExit(f"{arch.name} does not fit {budget} MACs at any width ≥ 0.05")
 
 
-def search(label: str, sampler: str, args: argparse.Namespace, out: Path) -> tuple[Path, float]:
+def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: Path
+           ) -> tuple[Path, float]:
     overrides = [f"+budget.macs={args.budget}", "space=cifar", "data=cifar10",
                  f"data.root={args.data}", f"n_trials={args.candidates}", f"sampler={sampler}",
-                 "latency=none", f"runs_dir={out}", f"name={label}", f"seed={args.seed}",
-                 f"evaluator.warmup_steps={args.warmup_steps}", f"startup_trials={args.startup}",
-                 "data.workers=0"]
+                 "latency=none", f"runs_dir={out}", f"name={label}", f"seed={seed}",
+                 f"startup_trials={args.startup}", "data.workers=0",
+                 *([f"evaluator={args.evaluator}"] if args.evaluator else []),
+                 *(f"evaluator.{o}" for o in args.set)]
     start = time.perf_counter()
-    run_search(load_config("search", overrides, SearchConfig))
+    run_search(load_config("search", space_defaults(overrides), SearchConfig))
     return out / label / "best.yaml", time.perf_counter() - start
 
 
 def train_winner(label: str, arch_path: Path, args: argparse.Namespace, out: Path) -> float:
     overrides = [f"arch={arch_path}", "data=cifar10", f"data.root={args.data}",
                  f"epochs={args.epochs}", f"runs_dir={out}", f"name=train-{label}",
-                 f"seed={args.seed}", "data.workers=0", "progress=false"]
+                 f"seed={args.seed}", "data.workers=0", "progress=false",
+                 f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}"]
     return train(load_config("train", overrides, TrainConfig)).result["accuracy"]
+
+
+def share_threads(jobs: int) -> None:
+    """Each of ``jobs`` worker processes gets its share of the cores (no oversubscription)."""
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // jobs))
+
+
+def run_all(calls: list[tuple], jobs: int) -> list:
+    """``(function, *arguments)`` calls, ``jobs`` processes at a time, results in order."""
+    if jobs <= 1:
+        return [call[0](*call[1:]) for call in calls]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=share_threads,
+                             initargs=(jobs,)) as pool:
+        futures = [pool.submit(*call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def main() -> None:
@@ -71,36 +96,45 @@ def main() -> None:
     parser.add_argument("--budget", default="20M")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
-    parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument("--evaluator", default=None, help="default: the space's own")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an evaluator setting, e.g. warmup_steps=300")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64, help="of the trainings")
+    parser.add_argument("--lr", type=float, default=0.05, help="of the trainings")
+    parser.add_argument("--seed", type=int, default=0, help="of the trainings")
+    parser.add_argument("--search-seeds", type=int, default=1, help="searches per sampler")
+    parser.add_argument("--jobs", type=int, default=1, help="searches/trainings in parallel")
     parser.add_argument("--out", default="runs/search_quality")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    entries: dict[str, tuple[Path, float | None]] = {}
-    entries["(a) mbnas search (TPE)"] = search("tpe", "tpe", args, out)
-    entries["(b) random search"] = search("random", "random", args, out)
+    searches = [(f"({letter}) {name} seed {seed}", name, seed)
+                for letter, name in (("a", "tpe"), ("b", "random"))
+                for seed in range(args.search_seeds)]
+    found = run_all([(search, f"{name}-{seed}", name, seed, args, out)
+                     for _, name, seed in searches], args.jobs)
+    entries: dict[str, tuple[Path, float | None]] = {
+        label: result for (label, _, _), result in zip(searches, found)}
     for name in ("mobilenet_v2", "mobilenet_v3_large"):
         arch, width = fit_width(cifar_variant(mbnas.load_arch(name)), budget)
         entries[f"(c) {name} ×{width:g}"] = (arch.save(out / f"{arch.name}.yaml"), None)
 
+    accuracies = run_all([(train_winner, f"{index}", path, args, out)
+                          for index, (path, _) in enumerate(entries.values())], args.jobs)
     rows = []
-    for index, (label, (path, search_s)) in enumerate(entries.items()):
-        arch = mbnas.load_arch(path)
-        cost = mbnas.count(arch)
-        accuracy = train_winner(f"{index}", path, args, out)
+    for (label, (path, search_s)), accuracy in zip(entries.items(), accuracies):
+        cost = mbnas.count(mbnas.load_arch(path))
         rows.append({"entry": label, "arch": str(path), "macs": cost.macs, "params": cost.params,
                      "accuracy": accuracy, "search_s": search_s})
-        print(f"trained {label}: accuracy {accuracy:.4f}", flush=True)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print(f"\nbudget {format_count(budget)} MACs at 32 px, {args.candidates} evaluated candidates "
           f"per search, each winner trained {args.epochs} epochs from scratch")
-    print(f"{'entry':<28} {'MACs':>8} {'params':>8} {'val acc':>8} {'search':>8}")
+    print(f"{'entry':<32} {'MACs':>8} {'params':>8} {'val acc':>8} {'search':>8}")
     for r in rows:
         search_time = f"{r['search_s'] / 60:.1f} min" if r["search_s"] else "-"
-        print(f"{r['entry']:<28} {format_count(r['macs']):>8} {format_count(r['params']):>8} "
+        print(f"{r['entry']:<32} {format_count(r['macs']):>8} {format_count(r['params']):>8} "
               f"{r['accuracy']:>8.4f} {search_time:>8}")
 
 

@@ -18,3 +18,7 @@ class ConfigError(MbnasError, ValueError):
         if fix:
             message += f"; {fix}"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its parts when it crosses a process boundary (worker pools, torchrun).
+        return type(self), (self.where, self.problem, self.fix)

@@ -9,7 +9,8 @@ registered by name (:func:`mbnas.evaluators.register`). The search builds it onc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -37,10 +38,12 @@ class EvaluatorConfig:
 @dataclass(frozen=True)
 class Evaluation:
     """An evaluator's verdict on one architecture: a score (higher is better; validation
-    accuracy for evaluators that train) and the seconds it took."""
+    accuracy for evaluators that train), the seconds it took, and the raw values the score was
+    made of (proxies, predictions; empty for evaluators that train), for logs and benchmarks."""
 
     score: float
     seconds: float
+    features: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ class PredictorEvaluator(Evaluator):
         rng = random.Random(self.context.seed)
         members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
         archs = [members.sample_random(rng) for _ in range(self.cfg.label_archs)]
-        images, labels = self._label_batch()
+        images, labels = self.labelling_batch()
         space = self.context.space
         choices = [space.choices(arch.replace(resolution=space.resolution)) for arch in archs]
         targets = [self.label(arch, images, labels) for arch in archs]
@@ -127,7 +127,8 @@ class PredictorEvaluator(Evaluator):
                                          "reference": reference}))
         temporary.replace(path)
 
-    def _label_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def labelling_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed validation images (and labels) every member is labelled on."""
         loader = make_loader(self.context.data, "val", shuffle=False)
         images, labels = [], []
         for x, y in loader:
@@ -164,7 +165,7 @@ class PredictorEvaluator(Evaluator):
             for name, value in values.items():
                 log.scalar(f"predictor/{name}", value, 0)
             log.scalar("time/evaluation_s", seconds, 0)
-        return Evaluation(score, seconds)
+        return Evaluation(score, seconds, values)
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         return subnet(self.supernet, arch, self.train_loader, self.cfg.bn_images)

@@ -148,4 +148,4 @@ class ZeroCostEvaluator(Evaluator):
             for name, value in values.items():
                 log.scalar(f"zero_cost/{name}", value, 0)
             log.scalar("time/evaluation_s", seconds, 0)
-        return Evaluation(score, seconds)
+        return Evaluation(score, seconds, values)
