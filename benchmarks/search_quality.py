@@ -69,7 +69,7 @@ def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: P
 def train_winner(label: str, arch_path: Path, args: argparse.Namespace, out: Path) -> float:
     overrides = [f"arch={arch_path}", "data=cifar10", f"data.root={args.data}",
                  f"epochs={args.epochs}", f"runs_dir={out}", f"name=train-{label}",
-                 f"seed={args.seed}", "data.workers=0", "progress=false",
+                 f"seed={args.seed}", f"data.workers={args.workers}", "progress=false",
                  f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}"]
     return train(load_config("train", overrides, TrainConfig)).result["accuracy"]
 
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64, help="of the trainings")
     parser.add_argument("--lr", type=float, default=0.05, help="of the trainings")
+    parser.add_argument("--workers", type=int, default=0, help="data workers of a training")
     parser.add_argument("--seed", type=int, default=0, help="of the trainings")
     parser.add_argument("--search-seeds", type=int, default=1, help="searches per sampler")
     parser.add_argument("--jobs", type=int, default=1, help="searches/trainings in parallel")
