@@ -1,14 +1,15 @@
 """``evaluator=predictor``: a supernet labels a few hundred members, a ridge predictor learns from
 the labels, and a candidate's score adds the prediction to its NASWOT proxy.
 
-Once per run (resumable): a weight-sharing supernet is warmed up (by default SPOS: separate
-weights per op, one uniformly random member per step); ``label_archs`` members within budget
-are labelled with the supernet's negative loss on one fixed batch of validation images
+Once per run (resumable): a weight-sharing supernet is warmed up (by default one uniformly
+random member per step, op weights nested where shapes allow); ``label_archs`` members within
+budget are labelled with the supernet's negative loss on one fixed batch of validation images
 (BatchNorm on that batch's statistics); a ridge regression on one-hot choice encodings
 (:mod:`mbnas.predictor`) is fitted to the labels. A candidate's score is
 ``z(prediction) + proxy_weight * z(NASWOT)``, standardised over the labelled members. The
 prediction smooths the supernet's noisy labels; NASWOT adds what a short warm-up cannot learn.
-On NAS-Bench-Macro this recipe ranked best of everything measured on 2 CPU cores (BENCHMARKS.md).
+On NAS-Bench-Macro its prototype ranked best of everything measured; through mbnas it ranked at
+about the level of ``zero_cost`` (BENCHMARKS.md), which is why that stays the default.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class PredictorConfig(EvaluatorConfig):
     warmup_steps: int = 1500  # supernet steps, once per run
     rule: str = "uniform"  # uniform (SPOS) | sandwich
     num_random: int = 1  # random members per step
-    sharing: str = "separate"  # op-list stages: separate (SPOS) | nested
+    sharing: str = "nested"  # op-list stages: nested (ranked better) | separate (SPOS)
     label_archs: int = 300  # members within budget labelled by the supernet
     label_images: int = 256  # validation images of the one labelling batch
     penalty: float = 3.0  # ridge penalty
