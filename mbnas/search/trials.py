@@ -6,6 +6,8 @@ lines, the export, the report and the TensorBoard summaries all see the same rec
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +85,15 @@ def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
 # ---------------------------------------------------------------- writing a running trial
 
 
+def worker_name() -> str:
+    """This process among the workers sharing a study: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, float | None]
                      ) -> None:
-    """What the trial tries: the architecture, its digest and its costs."""
+    """What the trial tries: the architecture, its digest and its costs, and which worker."""
+    trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("arch", arch.to_dict())
     trial.set_user_attr("digest", arch.digest())
     for key, value in costs.items():
