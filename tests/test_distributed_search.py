@@ -110,10 +110,12 @@ def test_postgresql_three_workers_one_killed(postgres, tmp_path, monkeypatch):
         assert not path.is_file() or PASSWORD.encode() not in path.read_bytes(), path
     config = (tmp_path / "machine2" / "shared" / "config.yaml").read_text()
     assert "storage: postgresql://mbnas:***@127.0.0.1" in config
-    # The masked URL connects with the password from libpq's own PGPASSWORD.
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    text = format_report(report_run(tmp_path / "machine2" / "shared"))
+    # Any machine reports: through $MBNAS_STORAGE, or with a masked URL through PGPASSWORD.
+    monkeypatch.setenv("MBNAS_STORAGE", url)
+    text = format_report(report_run(tmp_path / "machine1" / "shared"))
     assert "5 complete" in text and "1 fail, 0 running, 0 waiting" in text
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert report_run(tmp_path / "machine2" / "shared")["counts"]["complete"] == 5
 
 
 def test_sqlite_two_workers_one_killed(tmp_path):
