@@ -9,14 +9,22 @@ import pytest
 
 from mbnas.budget import Budget
 from mbnas.evaluators import Evaluation
+from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.objective import Objective
-from mbnas.search.slots import SLOT, TrialSlots
+from mbnas.search.slots import SLOT, TrialSlots, run_trials
 from mbnas.search.storage import HeartbeatConfig, fail_stale_trials, open_storage
+from mbnas.search.trials import record_worker
 from mbnas.space import load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+
+
+def trial_id(trial):
+    """A running trial's storage id, through the storage's public API."""
+    study_id = trial.storage.get_study_id_from_name(trial.study.study_name)
+    return trial.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
 
 
 def finished(study, value=1.0, digest="d0"):
@@ -126,7 +134,7 @@ def test_a_dead_workers_trial_is_failed_and_retried_with_the_same_architecture(t
                           TrialSlots(total=2))
     dead = study.ask()  # sampled, then its worker died without a word
     space.sample(dead)
-    storage.record_heartbeat(dead._trial_id)
+    storage.record_heartbeat(trial_id(dead))
     time.sleep(3)
     fail_stale_trials(study)
     states = [t.state.name for t in study.trials]
@@ -136,3 +144,32 @@ def test_a_dead_workers_trial_is_failed_and_retried_with_the_same_architecture(t
     assert retry.state == COMPLETE and retry.params == study.trials[0].params
     assert retry.system_attrs["failed_trial"] == dead.number
     assert space.choices(evaluated[0]) == study.trials[0].params
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_whose_trial_was_taken_for_dead_goes_on():
+    """Suspended past the grace period, a worker finds its trial failed and retried by another:
+    it says so and carries on instead of stopping with a traceback."""
+    study = optuna.create_study(direction="maximize")
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+
+    def objective(trial):
+        record_worker(trial)
+        if trial.number == 0:  # what another worker's fail_stale_trials does meanwhile
+            trial.storage.set_trial_state_values(trial_id(trial), optuna.trial.TrialState.FAIL)
+            retry(study, study.trials[0])
+        return 1.0
+
+    run_trials(study, objective, [StopAtTotal(evaluated=2, max_pruned=10)])
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_other_errors_still_stop_the_worker():
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial):
+        raise RuntimeError("a real bug")
+
+    with pytest.raises(RuntimeError, match="a real bug"):
+        run_trials(study, objective, [])

@@ -24,6 +24,7 @@ from mbnas.search.trials import (
     record_duplicate,
     record_pruned,
     record_score,
+    record_worker,
 )
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import TrialLog
@@ -79,6 +80,7 @@ class Objective:
         return Candidate(arch, cost.macs, cost.params, latency)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        record_worker(trial)
         candidate = self.candidate(trial)
         costs = candidate.costs
         record_candidate(trial, candidate.arch, costs)

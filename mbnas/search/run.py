@@ -49,7 +49,7 @@ from mbnas.search.plan import (
     step_times,
     threads_hint,
 )
-from mbnas.search.slots import TrialSlots
+from mbnas.search.slots import TrialSlots, run_trials
 from mbnas.search.storage import display, fail_stale_trials, masked, open_storage
 from mbnas.search.study import enqueue_seeds, make_sampler, open_study
 from mbnas.search.summary import summary_lines
@@ -224,8 +224,7 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     # Counted over every worker sharing the study: n_trials is the total of trained candidates
     # (the slots keep it exact; this ends each worker's loop once it is reached).
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
-    study.optimize(objective, callbacks=[Progress(cfg.n_trials), summaries, stop],
-                   gc_after_trial=True)
+    run_trials(study, objective, [Progress(cfg.n_trials), summaries, stop])
     if stop.reason:
         print(stop.reason, flush=True)
     summaries.refresh(study)

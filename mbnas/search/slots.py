@@ -23,15 +23,17 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
 
 from mbnas.search.storage import fail_stale_trials
-from mbnas.search.trials import COMPLETE, TrialRecord, record_pruned
+from mbnas.search.trials import COMPLETE, TrialRecord, record_pruned, worker_name
 
 SLOT = "slot"  # user attribute: the digest of the architecture a running trial holds a slot for
-RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
+RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING,
+                          optuna.trial.TrialState.FAIL)
 # System attributes of trials that were enqueued (Optuna's enqueue_trial, and its retry of a
 # trial whose worker died) rather than sampled.
 ENQUEUED_MARKS = ("fixed_params", "failed_trial")
@@ -108,3 +110,33 @@ class TrialSlots:
         trial.set_user_attr(SLOT, "")
         record_pruned(trial, [reason])
         raise optuna.TrialPruned(reason)
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
+               callbacks: Sequence[Callable]) -> None:
+    """``study.optimize`` until a callback stops it, going on when this worker's trial was
+    failed by another worker meanwhile: this one fell silent longer than the heartbeat's grace
+    period (suspended, or cut off from the database), so its trial was taken for dead and
+    enqueued again. Optuna then fails to tell the trial (in one of several ways); any other
+    error propagates."""
+    while True:
+        before = taken_over(study)
+        try:
+            study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True)
+            return
+        except Exception:
+            lost = taken_over(study) - before
+            if not lost:
+                raise
+            print(f"  trial #{min(lost)} of this worker was taken for dead by another worker "
+                  "(silent for longer than heartbeat.grace_s) and is retried; going on",
+                  flush=True)
+
+
+def taken_over(study: optuna.Study) -> set[int]:
+    """This worker's trials that another worker failed as stale and enqueued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {number for t in trials for number in t.system_attrs.get("retry_history", ())}
+    me = worker_name()
+    return {t.number for t in trials if t.state == FAIL and t.number in retried
+            and t.user_attrs.get("worker") == me}

@@ -90,10 +90,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def record_worker(trial: optuna.Trial) -> None:
+    """Which worker runs the trial (first thing: a trial taken for dead is then recognised)."""
+    trial.set_user_attr("worker", worker_name())
+
+
 def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, float | None]
                      ) -> None:
-    """What the trial tries: the architecture, its digest and its costs, and which worker."""
-    trial.set_user_attr("worker", worker_name())
+    """What the trial tries: the architecture, its digest and its costs."""
     trial.set_user_attr("arch", arch.to_dict())
     trial.set_user_attr("digest", arch.digest())
     for key, value in costs.items():
