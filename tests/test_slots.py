@@ -86,9 +86,10 @@ def test_sampled_trials_give_way_to_enqueued_ones():
     finished(study)
     sampled = study.ask()
     study.enqueue_trial({"x": 1.0})  # e.g. the retry of a trial whose worker died
+    study.enqueue_trial({"x": 2.0})
     with pytest.raises(optuna.TrialPruned, match="gave its place"):
         TrialSlots(total=2).claim(sampled, "d1")
-    enqueued = study.ask()
+    enqueued = study.ask()  # enqueued trials take the places in turn, whoever else waits
     assert TrialSlots(total=2).claim(enqueued, "d2") is None
 
 
