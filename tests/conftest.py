@@ -1,7 +1,9 @@
+import importlib.util
 import random
 
 import pytest
 import torch
+from pg_server import postgres_server, server_bin
 
 from mbnas.arch import ACTIVATIONS, BLOCK_TYPES, SE_STYLES, ArchSpec
 
@@ -45,3 +47,16 @@ def random_arch(seed: int, resolution: int | None = None) -> ArchSpec:
 def tmp_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the tests' own on 127.0.0.1 (see tests/pg_server.py); skipped with
+    the reason when the server programs or the driver are missing."""
+    bin_dir = server_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server programs (initdb, pg_ctl): apt-get install postgresql")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip('no PostgreSQL driver: pip install -c constraints.txt -e ".[dev,postgres]"')
+    with postgres_server(bin_dir) as server:
+        yield server

@@ -8,9 +8,12 @@ from typing import Any
 from mbnas.data import DataConfig
 from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
 from mbnas.search.objective import OBJECTIVES
+from mbnas.search.storage import HeartbeatConfig
 from mbnas.search.study import SAMPLERS
 from mbnas.space import load_space
 from mbnas.validation import check_choice, check_int
+
+DUPLICATES = ("reuse", "evaluate")
 
 
 @dataclass
@@ -40,7 +43,9 @@ class SearchConfig:
     max_pruned_trials: int = 2000
     seed: int = 0
     seeds: list[str] = field(default_factory=list)
-    storage: str | None = None
+    storage: str | None = None  # a database URL, or env:NAME to read it from $NAME
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    duplicates: str = "reuse"  # reuse: a re-sampled architecture takes its earlier score
     device: str = "auto"
     threads: int | None = None
     latency: LatencyEstimateConfig = field(default_factory=LatencyEstimateConfig)
@@ -56,6 +61,10 @@ def check_search_config(cfg: SearchConfig) -> None:
     check_choice(cfg.sampler, "sampler", SAMPLERS)
     check_int(cfg.n_trials, "n_trials", minimum=1)
     check_choice(cfg.latency.mode, "latency.mode", LATENCY_MODES)
+    check_choice(cfg.duplicates, "duplicates", DUPLICATES)
+    check_int(cfg.heartbeat.interval_s, "heartbeat.interval_s", minimum=1)
+    check_int(cfg.heartbeat.grace_s, "heartbeat.grace_s", minimum=cfg.heartbeat.interval_s + 1)
+    check_int(cfg.heartbeat.retries, "heartbeat.retries", minimum=0)
 
 
 def space_defaults(overrides: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ learns the feasible region and nothing over budget is ever trained, reported or 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -17,15 +17,14 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.evaluators import Evaluation
+from mbnas.search.slots import TrialSlots
 from mbnas.search.trials import (
-    COMPLETE,
-    TrialRecord,
     record_candidate,
     record_constraints,
     record_duplicate,
     record_pruned,
     record_score,
-    trial_records,
+    record_worker,
 )
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import TrialLog
@@ -59,7 +58,7 @@ class Candidate:
 
 @dataclass
 class Objective:
-    """Optuna objective: sample, cost, check budgets, evaluate, log."""
+    """Optuna objective: sample, cost, check budgets, take a slot, evaluate, log."""
 
     space: SearchSpace
     budget: Budget
@@ -67,6 +66,8 @@ class Objective:
     evaluate: Callable[[ArchSpec, TrialLog], Evaluation]
     estimate_latency: Callable[[ArchSpec], float] | None
     log_dir: Path
+    # The study's n_trials slots, shared by every worker; by default unlimited.
+    slots: TrialSlots = field(default_factory=TrialSlots)
 
     def candidate(self, trial: optuna.Trial) -> Candidate:
         arch = self.space.sample(trial)
@@ -79,6 +80,7 @@ class Objective:
         return Candidate(arch, cost.macs, cost.params, latency)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        record_worker(trial)
         candidate = self.candidate(trial)
         costs = candidate.costs
         record_candidate(trial, candidate.arch, costs)
@@ -96,7 +98,7 @@ class Objective:
         return accuracy if second is None else (accuracy, float(costs[second]))
 
     def _accuracy(self, trial: optuna.Trial, candidate: Candidate) -> float:
-        earlier = self._evaluated_before(trial.study, candidate.arch.digest())
+        earlier = self.slots.claim(trial, candidate.arch.digest())
         if earlier is not None:
             record_duplicate(trial, earlier)
             return earlier.accuracy
@@ -106,7 +108,3 @@ class Objective:
         log.finish(self.space.choices(candidate.arch),
                    {"accuracy": evaluation.score, **candidate.costs})
         return float(evaluation.score)
-
-    @staticmethod
-    def _evaluated_before(study: optuna.Study, digest: str) -> TrialRecord | None:
-        return next((r for r in trial_records(study, COMPLETE) if r.digest == digest), None)

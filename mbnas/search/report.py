@@ -12,6 +12,9 @@ from mbnas.search.run import load_run
 from mbnas.search.trials import best_trials, pareto_indices, trial_records
 
 COLUMNS = ("number", "state", "accuracy", "macs", "params", "latency_ms")
+# Every state an Optuna trial can be in: a report hides none (running: in flight, or left by a
+# worker that died until the heartbeat fails it; waiting: enqueued, e.g. a retry).
+STATES = ("complete", "pruned", "fail", "running", "waiting")
 
 
 def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]:
@@ -28,8 +31,7 @@ def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]
             "top": sorted(complete, key=lambda r: -r["accuracy"])[:top],
             "pareto": pareto, "pareto_cost": cost_key,
             "best": best[0].number if best else None,
-            "counts": {state: sum(r["state"] == state for r in rows)
-                       for state in ("complete", "pruned", "fail", "running")}}
+            "counts": {state: sum(r["state"] == state for r in rows) for state in STATES}}
 
 
 def report_run(path: str | Path, top: int = 10) -> dict[str, Any]:
@@ -60,8 +62,9 @@ def format_table(title: str, rows: list[dict[str, Any]]) -> str:
 
 def format_report(result: dict[str, Any]) -> str:
     counts = result["counts"]
-    parts = [f"study {result['study']}: {counts['complete']} complete, {counts['pruned']} pruned "
-             f"(over budget), {counts['fail']} failed; objective {result['objective']}",
+    states = ", ".join(f"{counts[state]} {state}" for state in STATES)
+    parts = [f"study {result['study']}: {states} (pruned: untrained, over budget or not needed); "
+             f"objective {result['objective']}",
              "", format_table(f"top {len(result['top'])} by accuracy:", result["top"]), "",
              format_table(f"Pareto set (accuracy vs {result['pareto_cost']}):", result["pareto"])]
     if result["best"] is not None:

@@ -49,12 +49,9 @@ from mbnas.search.plan import (
     step_times,
     threads_hint,
 )
-from mbnas.search.study import (
-    enqueue_seeds,
-    make_sampler,
-    open_study,
-    storage_url,
-)
+from mbnas.search.slots import TrialSlots, run_trials
+from mbnas.search.storage import display, fail_stale_trials, masked, open_storage
+from mbnas.search.study import enqueue_seeds, make_sampler, open_study
 from mbnas.search.summary import summary_lines
 from mbnas.search.trials import COMPLETE, best_trials, count_trials
 from mbnas.space import SearchSpace, load_space
@@ -76,8 +73,10 @@ class SearchRun:
     estimate_latency: Callable[[ArchSpec], float] | None
 
     def settings(self) -> dict[str, Any]:
-        """The settings as run, the evaluator's with its defaults: the run's config.yaml."""
-        return {**dataclasses.asdict(self.cfg), "evaluator": dataclasses.asdict(self.evaluator)}
+        """The settings as run, the evaluator's with its defaults, the storage URL's password
+        masked: the run's config.yaml."""
+        return {**dataclasses.asdict(self.cfg), "storage": masked(self.cfg.storage),
+                "evaluator": dataclasses.asdict(self.evaluator)}
 
     def signature(self) -> dict[str, Any]:
         """What a resumed search must keep: space, budget, objective, resolution, preset, and
@@ -149,9 +148,11 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
     seed_everything(cfg.seed)
     # Workers starting together would race to create the storage's tables: take turns.
     with file_lock(folder.storage_lock):
-        study = open_study(folder.name, storage_url(cfg.storage, folder.study_db),
+        study = open_study(folder.name, open_storage(cfg.storage, folder.study_db, cfg.heartbeat),
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
                            cfg.objective, run.signature())
+    # Trials of workers that died are failed (and enqueued again) before counting what is left.
+    fail_stale_trials(study)
     # Written once the study accepted the settings: a refused resume leaves the old config.
     folder.save_settings(run.settings())
     remaining = max(cfg.n_trials - count_trials(study, COMPLETE), 0)
@@ -166,8 +167,8 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
         log_warmup(folder)
         optimize(study, run, evaluator)
     export_best(study, folder, cfg.export, evaluator)
-    print("\n".join(summary_lines(study, folder, time.monotonic() - started, cfg.data.name)),
-          flush=True)
+    print("\n".join(summary_lines(study, folder, time.monotonic() - started, cfg.data.name,
+                                  display(cfg.storage, folder.study_db))), flush=True)
     return study
 
 
@@ -187,6 +188,9 @@ def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> None:
     cfg = run.cfg
     print(f"mbnas search: {run.folder.path} ({'resuming, ' if len(study.trials) else ''}"
           f"{remaining} of {cfg.n_trials} trials to go)", flush=True)
+    if cfg.storage:
+        print(f"study {study.study_name!r} in {display(cfg.storage, run.folder.study_db)}, "
+              "shared by every worker started with the same storage and name", flush=True)
     if remaining == 0:
         return
     expected = expected_time(run, remaining)
@@ -214,12 +218,13 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     cfg = run.cfg
     study_log = StudyLog(run.folder.tensorboard)
     objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
-                          run.estimate_latency, run.folder.tensorboard)
+                          run.estimate_latency, run.folder.tensorboard,
+                          TrialSlots(cfg.n_trials, reuse_duplicates=cfg.duplicates == "reuse"))
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
-    # Counted over every worker sharing the study: n_trials is the total of trained candidates.
+    # Counted over every worker sharing the study: n_trials is the total of trained candidates
+    # (the slots keep it exact; this ends each worker's loop once it is reached).
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
-    study.optimize(objective, callbacks=[Progress(cfg.n_trials), summaries, stop],
-                   gc_after_trial=True)
+    run_trials(study, objective, [Progress(cfg.n_trials), summaries, stop])
     if stop.reason:
         print(stop.reason, flush=True)
     summaries.refresh(study)
@@ -280,7 +285,7 @@ def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=folder.name,
-                                  storage=storage_url(cfg.storage, folder.study_db))
+                                  storage=open_storage(cfg.storage, folder.study_db))
     except KeyError:
         raise ConfigError("run", f"the storage of {folder.path} holds no study {folder.name!r}",
                           "check storage= in its config.yaml") from None

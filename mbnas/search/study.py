@@ -1,9 +1,9 @@
-"""The Optuna study of a search: sampler, directions, storage, resuming and seeds."""
+"""The Optuna study of a search: sampler, directions, resuming and seeds (its storage: see
+:mod:`mbnas.search.storage`)."""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,16 +42,7 @@ def metric_names(objective: str) -> list[str]:
     return ["accuracy"] if second is None else ["accuracy", second]
 
 
-def storage_url(storage: str | None, study_db: Path) -> str | optuna.storages.BaseStorage:
-    """SQLite in ``study_db`` by default; any Optuna storage URL otherwise."""
-    url = storage or f"sqlite:///{study_db.resolve()}"
-    if url.startswith("sqlite"):
-        # Several local workers share one SQLite file: wait for its lock instead of failing.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
-    return url
-
-
-def open_study(name: str, storage: str | optuna.storages.BaseStorage,
+def open_study(name: str, storage: optuna.storages.BaseStorage,
                sampler: optuna.samplers.BaseSampler, objective: str,
                signature: dict[str, Any]) -> optuna.Study:
     """Create the study or resume it, refusing to mix a different search into the same run."""

@@ -11,20 +11,21 @@ from mbnas.search.trials import COMPLETE, PRUNED, best_trials, count_trials
 from mbnas.units import format_count
 
 
-def next_commands(folder: RunFolder) -> list[str]:
-    """The quick tour's next steps for a search run folder."""
+def next_commands(folder: RunFolder, storage: str) -> list[str]:
+    """The quick tour's next steps for a search run folder whose study is in ``storage`` (as
+    shown: no password)."""
     run = folder.path
     return [f"tensorboard --logdir {run}                 # study plots first, then trials",
             f"python -m mbnas report run={run}        # top trials and the Pareto set",
             f"python -m mbnas export run={run} torchscript=true   # deployable files",
             f"python -m mbnas train init={run} name=mine          # train the winner further",
             f"python -m mbnas cost arch={folder.best_yaml}        # per-stage cost + latency",
-            f"optuna-dashboard sqlite:///{folder.study_db}   # optional: pip install "
+            f"optuna-dashboard {storage}   # optional: pip install "
             "optuna-dashboard"]
 
 
 def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
-                  data_name: str) -> list[str]:
+                  data_name: str, storage: str) -> list[str]:
     """The end of a search: trials, the best network's accuracy, MACs, parameters, latency,
     the wall time, the files written and the next commands."""
     trained, pruned = count_trials(study, COMPLETE), count_trials(study, PRUNED)
@@ -42,5 +43,5 @@ def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
                if p.exists()]
     lines.append(f"  files      {', '.join(written)}")
     lines.append("  next:")
-    lines += [f"    {command}" for command in next_commands(folder)]
+    lines += [f"    {command}" for command in next_commands(folder, storage)]
     return lines

@@ -6,6 +6,8 @@ lines, the export, the report and the TensorBoard summaries all see the same rec
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,16 @@ def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
 
 
 # ---------------------------------------------------------------- writing a running trial
+
+
+def worker_name() -> str:
+    """This process among the workers sharing a study: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def record_worker(trial: optuna.Trial) -> None:
+    """Which worker runs the trial (first thing: a trial taken for dead is then recognised)."""
+    trial.set_user_attr("worker", worker_name())
 
 
 def record_candidate(trial: optuna.Trial, arch: ArchSpec, costs: Mapping[str, float | None]

@@ -1,0 +1,142 @@
+"""Exactly ``n_trials`` trained candidates, and no architecture trained twice, for any number of
+workers sharing one study.
+
+A trial whose candidate is within budget takes one of the study's ``n_trials`` *slots* before it
+trains: it marks itself (the ``slot`` attribute, holding its architecture's digest), then reads
+the study, and goes on only if the finished trials and the marked running ones, itself included,
+fit in ``n_trials``. Marks are written before they are read, so of any trials that together
+would overshoot, the last to mark itself sees all the others and gives way: the total never
+exceeds ``n_trials``. A trial that gives way unmarks itself and
+
+- ends (pruned, untrained) once the study holds ``n_trials`` finished candidates;
+- ends likewise when an enqueued trial (a seed, or the retry of a trial whose worker died) waits
+  for the slot: enqueued trials go first, and this worker takes the enqueued one next;
+- otherwise waits for the trials in flight on other workers, failing those whose worker stopped
+  beating (:func:`~mbnas.search.storage.fail_stale_trials`), and tries again.
+
+The same read finds the architecture's earlier trials (unless duplicates are to be evaluated
+again): a finished one lends its score; one running on another worker is waited for.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+
+from mbnas.search.storage import fail_stale_trials
+from mbnas.search.trials import COMPLETE, TrialRecord, record_pruned, worker_name
+
+SLOT = "slot"  # user attribute: the digest of the architecture a running trial holds a slot for
+RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING,
+                          optuna.trial.TrialState.FAIL)
+# System attributes of trials that were enqueued (Optuna's enqueue_trial, and its retry of a
+# trial whose worker died) rather than sampled.
+ENQUEUED_MARKS = ("fixed_params", "failed_trial")
+# Its own generator: every worker seeds the global one alike, so their jitters would coincide.
+JITTER = random.Random()
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What one read of the study says about a trial's slot and its architecture."""
+
+    complete: int  # finished, trained (or score-reusing) candidates
+    held: int  # slots held by other running trials
+    waiting: int  # enqueued trials not started yet
+    enqueued: bool  # this trial was enqueued rather than sampled
+    earlier: TrialRecord | None  # a finished trial of the same architecture
+    twin_running: bool  # another running trial holds a slot for the same architecture
+
+    @classmethod
+    def read(cls, study: optuna.Study, number: int, digest: str) -> StudyView:
+        trials = study.get_trials(deepcopy=False)
+        me = next(t for t in trials if t.number == number)
+        others = [t for t in trials if t.state == RUNNING and t.number != number
+                  and t.user_attrs.get(SLOT)]
+        earlier = next((t for t in trials if t.state == COMPLETE
+                        and t.user_attrs.get("digest") == digest), None)
+        return cls(complete=sum(t.state == COMPLETE for t in trials), held=len(others),
+                   waiting=sum(t.state == WAITING for t in trials),
+                   enqueued=any(mark in me.system_attrs for mark in ENQUEUED_MARKS),
+                   earlier=TrialRecord.of(earlier) if earlier else None,
+                   twin_running=any(t.user_attrs[SLOT] == digest for t in others))
+
+    def fits(self, total: int) -> bool:
+        """Whether this trial's slot fits in ``total``, leaving room for enqueued trials when
+        it was sampled."""
+        queued = 0 if self.enqueued else self.waiting
+        return self.complete + self.held + queued + 1 <= total
+
+
+@dataclass
+class TrialSlots:
+    """The study's ``total`` slots (``None``: no limit) shared by every worker."""
+
+    total: int | None = None
+    reuse_duplicates: bool = True  # false: an architecture sampled again is evaluated again
+    poll_s: float = 1.0
+
+    def claim(self, trial: optuna.Trial, digest: str) -> TrialRecord | None:
+        """Hold a slot for ``trial``'s architecture: ``None`` to evaluate it, or the earlier
+        trial whose score it reuses. Raises ``TrialPruned`` when the trial is not to train."""
+        said = False
+        while True:
+            trial.set_user_attr(SLOT, digest)
+            view = StudyView.read(trial.study, trial.number, digest)
+            total = self.total if self.total is not None else sys.maxsize
+            if view.complete >= total:
+                self._give_up(trial, "not trained: n_trials reached (all workers together)")
+            if view.fits(total) and not (self.reuse_duplicates and view.twin_running):
+                return view.earlier if self.reuse_duplicates else None
+            trial.set_user_attr(SLOT, "")
+            if view.waiting and not view.enqueued:
+                self._give_up(trial, "not trained: gave its place to an enqueued trial "
+                              "(a seed, or the retry of a trial whose worker died)")
+            if not said:
+                print(f"  waiting for the trials in flight on other workers ({view.complete} "
+                      f"done, {view.held} running)", flush=True)
+                said = True
+            # Jitter: trials that keep giving way to each other at once soon stop colliding.
+            time.sleep(self.poll_s * JITTER.uniform(0.5, 1.5))
+            fail_stale_trials(trial.study)
+
+    @staticmethod
+    def _give_up(trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr(SLOT, "")
+        record_pruned(trial, [reason])
+        raise optuna.TrialPruned(reason)
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
+               callbacks: Sequence[Callable]) -> None:
+    """``study.optimize`` until a callback stops it, going on when this worker's trial was
+    failed by another worker meanwhile: this one fell silent longer than the heartbeat's grace
+    period (suspended, or cut off from the database), so its trial was taken for dead and
+    enqueued again. Optuna then fails to tell the trial (in one of several ways); any other
+    error propagates."""
+    while True:
+        before = taken_over(study)
+        try:
+            study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True)
+            return
+        except Exception:
+            lost = taken_over(study) - before
+            if not lost:
+                raise
+            print(f"  trial #{min(lost)} of this worker was taken for dead by another worker "
+                  "(silent for longer than heartbeat.grace_s) and is retried; going on",
+                  flush=True)
+
+
+def taken_over(study: optuna.Study) -> set[int]:
+    """This worker's trials that another worker failed as stale and enqueued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {number for t in trials for number in t.system_attrs.get("retry_history", ())}
+    me = worker_name()
+    return {t.number for t in trials if t.state == FAIL and t.number in retried
+            and t.user_attrs.get("worker") == me}
