@@ -18,3 +18,10 @@ class ConfigError(MbnasError, ValueError):
         if fix:
             message += f"; {fix}"
         super().__init__(message)
+
+
+
+class Diverged(MbnasError):
+    """Training or scoring produced a non-finite value (NaN or infinity): the weights or score
+    cannot be trusted. A search fails that trial and goes on; ``train`` and the supernet warm-up
+    stop, keeping their last finite checkpoint."""

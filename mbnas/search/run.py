@@ -24,7 +24,7 @@ from mbnas.budget import Budget, check_reachable
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import dataset_num_classes
-from mbnas.errors import ConfigError
+from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators import (
     EvaluationContext,
     Evaluator,
@@ -218,12 +218,17 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
     # Counted over every worker sharing the study: n_trials is the total of trained candidates.
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
+    # A diverged candidate fails its trial (the reason is on it) and the search goes on.
     study.optimize(objective, callbacks=[Progress(cfg.n_trials), summaries, stop],
-                   gc_after_trial=True)
-    if stop.reason:
-        print(stop.reason, flush=True)
+                   gc_after_trial=True, catch=(Diverged,))
     summaries.refresh(study)
     study_log.close()
+    if stop.reason and not count_trials(study, COMPLETE):
+        raise Diverged(f"{run.folder.path}: {stop.reason}; no candidate was trained: check "
+                       "the evaluator.* settings (a lower evaluator.optim.lr, say) under "
+                       "another name=")
+    if stop.reason:
+        print(stop.reason, flush=True)
 
 
 def best_arch(record: Any, folder: RunFolder) -> ArchSpec:
