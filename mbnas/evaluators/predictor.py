@@ -92,7 +92,7 @@ class PredictorEvaluator(Evaluator):
         self.reference: dict[str, tuple[float, float]] = {}
 
     def prepare(self, run: RunFolder) -> None:
-        with file_lock(run.supernet_lock):
+        with file_lock(run.supernet_lock, "the supernet warm-up"):
             train_supernet(self.supernet, self.context.space, self.train_loader,
                            SandwichConfig(steps=self.cfg.warmup_steps, rule=self.cfg.rule,
                                           num_random=self.cfg.num_random, distill=False,

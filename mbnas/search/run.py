@@ -148,7 +148,8 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     # Workers starting together would race to create the storage's tables: take turns.
-    with file_lock(folder.storage_lock):
+    # A study opens in seconds: a holder that takes minutes hangs, and the waiter says so.
+    with file_lock(folder.storage_lock, "the study's storage", timeout_s=300):
         study = open_study(folder.name, storage_url(cfg.storage, folder.study_db),
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
                            cfg.objective, run.signature())
