@@ -1,4 +1,6 @@
-"""``python -m mbnas <command> [Hydra overrides]``: the command-line entry point."""
+"""The command line: ``python -m mbnas <command> [Hydra overrides]`` parsed, composed and run.
+
+:mod:`mbnas.__main__` calls :func:`main` once it can catch a Ctrl-C (exit code 130)."""
 
 from __future__ import annotations
 
@@ -90,11 +92,3 @@ def main(argv: list[str] | None = None) -> int:
     except MbnasError as error:
         print(f"mbnas {command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\nmbnas {command}: interrupted; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
