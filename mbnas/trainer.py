@@ -276,7 +276,8 @@ def train(cfg: TrainConfig) -> TrainOutcome:
     check_resumable(run.saved_settings(), settings, where=str(run.path),
                     problem="was started with other settings",
                     fix="run with another name=, or delete the folder to start over",
-                    may_change=RESUMABLE_CHANGES)
+                    may_change=RESUMABLE_CHANGES,
+                    overrides=[f.name for f in dataclasses.fields(TrainConfig)])
     if run.result.is_file():
         return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True)
     run.save_settings(settings)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ from mbnas.search.plan import (
     threads_hint,
 )
 from mbnas.search.study import (
+    check_study_home,
     enqueue_seeds,
     make_sampler,
     open_study,
@@ -76,18 +79,30 @@ class SearchRun:
     estimate_latency: Callable[[ArchSpec], float] | None
 
     def settings(self) -> dict[str, Any]:
-        """The settings as run, the evaluator's with its defaults: the run's config.yaml."""
-        return {**dataclasses.asdict(self.cfg), "evaluator": dataclasses.asdict(self.evaluator)}
+        """The settings as run, the evaluator's with its defaults and the run's (and study's)
+        name: the run's config.yaml."""
+        return {**dataclasses.asdict(self.cfg), "name": self.folder.name,
+                "evaluator": dataclasses.asdict(self.evaluator)}
 
     def signature(self) -> dict[str, Any]:
-        """What a resumed search must keep: space, budget, objective, resolution, preset, and
-        what scores a trial (the evaluator's and the data's settings)."""
+        """What a resumed search must keep: everything that changes a trial's result: space (its
+        name and content), budget, objective, resolution, preset, seed, what scores a trial
+        (the evaluator's and the data's settings) and what its latency is."""
         data = {key: value for key, value in dataclasses.asdict(self.cfg.data).items()
                 if key != "workers"}
-        return {"space": self.space.name, "budget": self.budget.describe(),
-                "objective": self.cfg.objective, "resolution": self.space.resolution,
-                "preset": self.cfg.preset, "evaluator": dataclasses.asdict(self.evaluator),
-                "data": data}
+        latency = {key: value for key, value in dataclasses.asdict(self.cfg.latency).items()
+                   if key not in ("warmup", "repeats")}  # precision, not meaning
+        return {"space": self.space.name, "space_digest": space_digest(self.space),
+                "budget": self.budget.describe(), "objective": self.cfg.objective,
+                "resolution": self.space.resolution, "preset": self.cfg.preset,
+                "seed": self.cfg.seed, "evaluator": dataclasses.asdict(self.evaluator),
+                "data": data, "latency": latency}
+
+
+def space_digest(space: SearchSpace) -> str:
+    """A short hash of the space's content: an edited space YAML keeps its name, not this."""
+    text = json.dumps(dataclasses.asdict(space), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def default_run_name(space: SearchSpace, budget: Budget, objective: str,
@@ -150,7 +165,14 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
     # Workers starting together would race to create the storage's tables: take turns.
     # A study opens in seconds: a holder that takes minutes hangs, and the waiter says so.
     with file_lock(folder.storage_lock, "the study's storage", timeout_s=300):
-        study = open_study(folder.name, storage_url(cfg.storage, folder.study_db),
+        recorded = (folder.saved_settings() or {}).get("name")
+        if recorded is None and (cfg.storage or not folder.study_db.is_file()):
+            # Nothing recorded, and no database of the folder's own to look in (a shared
+            # storage holds other runs' studies by design).
+            recorded = folder.name
+        storage = storage_url(cfg.storage, folder.study_db)
+        check_study_home(folder.name, storage, recorded, str(folder.path))
+        study = open_study(folder.name, storage,
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
                            cfg.objective, run.signature())
     # Written once the study accepted the settings: a refused resume leaves the old config.
@@ -284,11 +306,12 @@ def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
                                            unnamed=str(folder.config),
                                            fix=f"check {folder.config}"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = cfg.name or folder.name  # the name it started with: a renamed folder still reads
     try:
-        study = optuna.load_study(study_name=folder.name,
+        study = optuna.load_study(study_name=name,
                                   storage=storage_url(cfg.storage, folder.study_db))
     except KeyError:
-        raise ConfigError("run", f"the storage of {folder.path} holds no study {folder.name!r}",
+        raise ConfigError("run", f"the storage of {folder.path} holds no study {name!r}",
                           "check storage= in its config.yaml") from None
     return cfg, study
 
