@@ -31,16 +31,17 @@ class CtrlC:
 def main(argv: list[str] | None = None) -> int:
     """Run one command (see :func:`mbnas.cli.main`); Ctrl-C returns 130 after one line."""
     argv = sys.argv[1:] if argv is None else argv
-    ctrl_c = CtrlC()
+    ctrl_c, code = CtrlC(), INTERRUPTED
     previous = signal.signal(signal.SIGINT, ctrl_c)
     try:
         # Imported here, not above: loading the libraries takes seconds that Ctrl-C may hit.
         from mbnas.cli import main as run_command
         code = run_command(argv)
+    except KeyboardInterrupt:
+        ctrl_c.pressed = True
     except BaseException:
         if not ctrl_c.pressed:
             raise
-        code = INTERRUPTED
     finally:
         signal.signal(signal.SIGINT, previous)
     if ctrl_c.pressed:
