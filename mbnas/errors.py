@@ -22,3 +22,9 @@ class ConfigError(MbnasError, ValueError):
     def __reduce__(self) -> tuple:
         # Rebuilt from its parts when it crosses a process boundary (worker pools, torchrun).
         return type(self), (self.where, self.problem, self.fix)
+
+
+class Diverged(MbnasError):
+    """Training or scoring produced a non-finite value (NaN or infinity): the weights or score
+    cannot be trusted. A search fails that trial and goes on; ``train`` and the supernet warm-up
+    stop, keeping their last finite checkpoint."""

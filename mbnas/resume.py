@@ -7,6 +7,7 @@ refuse a changed resume the same way: naming each setting that differs, then or 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -32,13 +33,30 @@ def differences(saved: Mapping[str, Any], current: Mapping[str, Any],
             if key in then and key not in may_change and then[key] != value}
 
 
+def override(key: str, value: Any) -> str:
+    """``key=value`` as a command-line override: ``data.root=null``, ``optim.lr=0.05``."""
+    if isinstance(value, str) and value and not any(c in value for c in " ,=[]{}'\"\\"):
+        return f"{key}={value}"
+    return f"{key}={json.dumps(value)}"
+
+
 def check_resumable(saved: Mapping[str, Any] | None, current: Mapping[str, Any], *, where: str,
-                    problem: str, fix: str, may_change: Collection[str] = ()) -> None:
-    """Refuse to resume what ``saved`` settings started (``None``: nothing yet) with others."""
+                    problem: str, fix: str, may_change: Collection[str] = (),
+                    overrides: Collection[str] = ()) -> None:
+    """Refuse to resume what ``saved`` settings started (``None``: nothing yet) with others.
+
+    The message names each setting that differs, then and now; those whose key (or its first
+    part) is in ``overrides`` are also given back as the command-line overrides that resume the
+    run as it was.
+    """
     if saved is None:
         return
     changed = differences(saved, current, may_change)
     if changed:
         listed = ", ".join(f"{key}={then!r}, now {key}={now!r}"
                            for key, (then, now) in changed.items())
+        back = [override(key, then) for key, (then, _) in changed.items()
+                if key in overrides or key.split(".")[0] in overrides]
+        if back:
+            fix += f"; to resume as it was: {' '.join(back)}"
         raise ConfigError(where, f"{problem} ({listed})", fix)

@@ -8,6 +8,7 @@ A search run holds ``config.yaml``, ``study.db`` (the Optuna storage), ``superne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,12 @@ class RunFolder:
         return yaml.safe_load(self.config.read_text()) or {}
 
     def save_settings(self, settings: Mapping[str, Any]) -> None:
-        """Write ``settings`` as the run's ``config.yaml``."""
+        """Write ``settings`` as the run's ``config.yaml``, atomically (a temporary file, then a
+        rename): an interrupted write leaves the former file whole."""
         self.create()
-        self.config.write_text(yaml.safe_dump(dict(settings), sort_keys=False))
+        temporary = self.config.with_name(f".{self.config.name}.tmp")
+        temporary.write_text(yaml.safe_dump(dict(settings), sort_keys=False))
+        os.replace(temporary, self.config)
 
     def network(self) -> tuple[Path, Path]:
         """The ArchSpec and weights of a train run (arch.yaml, model.pt) or a search run

@@ -55,6 +55,10 @@ class TrialLog:
         self.writer.add_hparams(hparams, values, run_name=".")
         self.writer.close()
 
+    def close(self) -> None:
+        """End a trial that failed: its curves so far stay, without an HParams row."""
+        self.writer.close()
+
 
 class StudyLog:
     """Study-level views: best so far, accuracy against costs, the warm-up, the best arch."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mbnas.data import set_epoch
-from mbnas.errors import ConfigError, MbnasError
+from mbnas.errors import ConfigError, Diverged, MbnasError
 from mbnas.validation import check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -126,19 +126,44 @@ def make_optimization(model: nn.Module, cfg: OptimConfig, total_steps: int) -> O
 def train_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
                optimizer: torch.optim.Optimizer, scheduler: Any, criterion: nn.Module, *,
                grad_clip: float = 0.0) -> float:
-    """One optimiser step on ``batch`` (moved to the model's device); returns the loss."""
+    """One optimiser step on ``batch`` (moved to the model's device); returns the loss.
+
+    A non-finite loss raises :class:`~mbnas.errors.Diverged` before it reaches the weights."""
     device = model_device(model)
     images, labels = (t.to(device, non_blocking=True) for t in batch)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss = criterion(model(images), labels)
+    value = check_finite(float(loss.detach()), "the training loss")
     loss.backward()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return float(loss.detach())
+    return value
+
+
+def check_finite(value: float, what: str) -> float:
+    """``value``, or :class:`~mbnas.errors.Diverged` naming ``what`` when it is NaN or infinite."""
+    if not math.isfinite(value):
+        raise Diverged(f"{what} is {value}")
+    return value
+
+
+def non_finite(state: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors in ``state`` (a state_dict) that hold NaN or
+    infinity: weights that must never be saved over a good checkpoint."""
+    return [key for key, value in state.items()
+            if torch.is_tensor(value) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
+
+
+def check_finite_weights(state: Mapping[str, Any]) -> None:
+    """:class:`~mbnas.errors.Diverged` when a tensor of ``state`` holds NaN or infinity."""
+    bad = non_finite(state)
+    if bad:
+        raise Diverged(f"{len(bad)} weight tensors hold NaN or infinity (first {bad[0]})")
 
 
 # ---------------------------------------------------------------- evaluation and BN statistics

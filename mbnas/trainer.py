@@ -26,7 +26,7 @@ from mbnas.architectures import load_arch
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
-from mbnas.errors import ConfigError, MbnasError
+from mbnas.errors import ConfigError, Diverged, MbnasError
 from mbnas.nn import build
 from mbnas.resume import check_resumable
 from mbnas.run_folder import RunFolder
@@ -34,6 +34,8 @@ from mbnas.train import (
     EvalResult,
     OptimConfig,
     capture_rng_state,
+    check_finite,
+    check_finite_weights,
     check_optim_config,
     evaluate,
     load_checkpoint,
@@ -185,14 +187,18 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.optimization = make_optimization(model, cfg.optim, self.total_steps)
         self.step, self.history = 0, []
+        self.saved_step: int | None = None  # the step of the checkpoint on disk
 
     def save(self) -> None:
-        """Checkpoint weights, optimiser, schedule, step, history and random state."""
+        """Checkpoint weights, optimiser, schedule, step, history and random state; weights
+        holding NaN or infinity raise :class:`Diverged` and never replace a good checkpoint."""
         optimizer, scheduler, _ = self.optimization
+        check_finite_weights(self.model.state_dict())
         save_checkpoint(self.run.last_checkpoint, {
             "format": CHECKPOINT_FORMAT, "step": self.step, "history": self.history,
             "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": capture_rng_state()})
+        self.saved_step = self.step
 
     def resume(self) -> bool:
         """Load the run's checkpoint when present; whether there was one."""
@@ -206,6 +212,7 @@ class Trainer:
         self.optimization.optimizer.load_state_dict(state["optimizer"])
         self.optimization.scheduler.load_state_dict(state["scheduler"])
         self.step, self.history = state["step"], state["history"]
+        self.saved_step = self.step
         restore_rng_state(state["rng"])
         return True
 
@@ -220,9 +227,20 @@ class Trainer:
         except KeyboardInterrupt:
             self.save()
             raise
+        except Diverged as error:
+            raise self.diverged(error) from None
         finally:
             bar.close()
             writer.close()
+
+    def diverged(self, error: Diverged) -> Diverged:
+        """``error`` with where and when training diverged, what was kept and how to go on."""
+        kept = (f"{self.run.last_checkpoint} keeps step {self.saved_step}, the last finite "
+                "checkpoint" if self.saved_step is not None else "no checkpoint was written")
+        return Diverged(f"{self.run.path}: training diverged after step {self.step} of "
+                        f"{self.total_steps} ({error}); {kept}; train under another name= with "
+                        f"a lower optim.lr (now {self.cfg.optim.lr:g}), optim.grad_clip=1 or "
+                        "more optim.warmup_steps")
 
     def _epoch(self, writer: SummaryWriter, bar: tqdm) -> None:
         epoch, offset = divmod(self.step, self.steps_per_epoch)
@@ -237,6 +255,7 @@ class Trainer:
             bar.update()
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         result = evaluate(self.model, self.val_loader)
+        check_finite(result.loss, "the validation loss")
         self.history.append({"epoch": epoch + 1, "step": self.step, **result.to_dict()})
         writer.add_scalar("val/accuracy", result.accuracy, self.step)
         writer.add_scalar("val/loss", result.loss, self.step)
@@ -257,7 +276,8 @@ def train(cfg: TrainConfig) -> TrainOutcome:
     check_resumable(run.saved_settings(), settings, where=str(run.path),
                     problem="was started with other settings",
                     fix="run with another name=, or delete the folder to start over",
-                    may_change=RESUMABLE_CHANGES)
+                    may_change=RESUMABLE_CHANGES,
+                    overrides=[f.name for f in dataclasses.fields(TrainConfig)])
     if run.result.is_file():
         return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True)
     run.save_settings(settings)
@@ -287,6 +307,11 @@ def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, r
     trainer.fit()
     recalibrate(model, train_loader, cfg.bn_images, epoch=cfg.epochs)
     result = evaluate(model, trainer.val_loader)
+    try:
+        check_finite(result.loss, "the final validation loss")
+        check_finite_weights(model.state_dict())
+    except Diverged as error:
+        raise trainer.diverged(error) from None
     torch.save(model.state_dict(), run.model)
     cost = count(arch)
     summary = {"name": run.name, "arch": arch.name, **result.to_dict(), "split": "val",

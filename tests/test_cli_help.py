@@ -3,7 +3,8 @@ explanations, and "did you mean" for mistyped commands, options and choices."""
 
 import pytest
 
-from mbnas.__main__ import COMMANDS, main
+from mbnas.__main__ import main
+from mbnas.cli import COMMANDS
 from mbnas.cli_help import yaml_comments
 from mbnas.resources import conf_dir
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -166,21 +165,3 @@ def test_impossible_latency_budget_names_the_fastest_member(tmp_path):
                      check=False)
     assert done.returncode == 2 and "budget.latency_ms" in done.stderr
     assert "smallest member of space 'tiny' needs" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
-    env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "mbnas", "search", BUDGET, "name=stop", "n_trials=50",
-            "latency=none", *SMOKE]
-    worker = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    for line in worker.stdout:
-        if line.startswith("[trial 2/"):
-            worker.send_signal(signal.SIGINT)
-            break
-    _, stderr = worker.communicate(timeout=120)
-    assert worker.returncode == 130 and "run the same command again" in stderr
-    assert "Traceback" not in stderr
-    done = mbnas_cli("search", BUDGET, "name=stop", "n_trials=4", "latency=none", *SMOKE,
-                     cwd=tmp_path)
-    assert "of 4 trials to go" in done.stdout and "[trial 4/4]" in done.stdout

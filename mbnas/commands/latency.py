@@ -27,7 +27,7 @@ from mbnas.space_latency import (
 )
 from mbnas.validation import check_choice, check_int
 
-# The word after `latency` (see mbnas.__main__): what to do.
+# The word after `latency` (see mbnas.cli): what to do.
 ACTIONS = ("build", "check", "export")
 USAGE = ("say what to do: `python -m mbnas latency build space=<name> out=FILE`, "
          "`latency check space=<name> latency.table=FILE` or `latency export space=<name> "

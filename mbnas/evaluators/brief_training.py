@@ -12,10 +12,12 @@ from torch import nn
 
 from mbnas.arch import ArchSpec
 from mbnas.data import make_loader
+from mbnas.errors import Diverged
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
     OptimConfig,
+    check_finite,
     check_optim_config,
     evaluate,
     infinite,
@@ -37,14 +39,19 @@ class BriefTrainingConfig(EvaluatorConfig):
 
 def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimConfig,
                   log: TrialLog | None = None) -> float:
-    """``steps`` optimiser steps with a cosine schedule; returns the last loss (NaN if none)."""
+    """``steps`` optimiser steps with a cosine schedule; returns the last loss (NaN if none).
+    A non-finite loss raises :class:`~mbnas.errors.Diverged` naming the step."""
     if steps <= 0:
         return float("nan")
     optimizer, scheduler, criterion = make_optimization(model, optim, steps)
     loss = float("nan")
     for step in range(steps):
-        loss = train_step(model, next(batches), optimizer, scheduler, criterion,
-                          grad_clip=optim.grad_clip)
+        try:
+            loss = train_step(model, next(batches), optimizer, scheduler, criterion,
+                              grad_clip=optim.grad_clip)
+        except Diverged as error:
+            raise Diverged(f"{error} at training step {step + 1} of {steps} (lr {optim.lr:g})"
+                           ) from None
         if log is not None:
             log.scalar("train/loss", loss, step)
     return loss
@@ -69,6 +76,7 @@ class BriefTrainingEvaluator(Evaluator):
         start = time.perf_counter()
         model = self.model_for(arch, log)
         result = evaluate(model, self.val_loader, max_batches=self.cfg.eval_batches)
+        check_finite(result.loss, "the validation loss")  # its accuracy would mean nothing
         seconds = time.perf_counter() - start
         if log is not None:
             log.scalar("val/accuracy", result.accuracy, 0)

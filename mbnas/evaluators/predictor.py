@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from mbnas.data import make_loader
 from mbnas.errors import ConfigError
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.evaluators.registry import register
-from mbnas.evaluators.zero_cost import ZeroCostConfig, ZeroCostEvaluator
+from mbnas.evaluators.zero_cost import ZeroCostConfig, ZeroCostEvaluator, reference_spread
 from mbnas.locking import file_lock
 from mbnas.predictor import RidgePredictor
 from mbnas.proxies import scoring_copy
@@ -40,7 +39,7 @@ from mbnas.supernet import Supernet
 from mbnas.supernet.network import SHARING
 from mbnas.supernet.training import RULES, SandwichConfig, subnet, train_supernet
 from mbnas.tensorboard import TrialLog
-from mbnas.train import OptimConfig, check_optim_config
+from mbnas.train import OptimConfig, check_finite, check_optim_config
 from mbnas.validation import check_choice, check_float, check_int
 
 LABELS_FILE = "predictor.json"
@@ -94,7 +93,7 @@ class PredictorEvaluator(Evaluator):
         self.reference: dict[str, tuple[float, float]] = {}
 
     def prepare(self, run: RunFolder) -> None:
-        with file_lock(run.supernet_lock):
+        with file_lock(run.supernet_lock, "the supernet warm-up"):
             train_supernet(self.supernet, self.context.space, self.train_loader,
                            SandwichConfig(steps=self.cfg.warmup_steps, rule=self.cfg.rule,
                                           num_random=self.cfg.num_random, distill=False,
@@ -119,10 +118,14 @@ class PredictorEvaluator(Evaluator):
         space = self.context.space
         choices = [space.choices(arch.replace(resolution=space.resolution)) for arch in archs]
         targets = [self.label(arch, images, labels) for arch in archs]
+        diverged = (f"the warm-up left a broken supernet: start a new run (another name=) with a "
+                    f"lower evaluator.optim.lr (now {self.cfg.optim.lr:g})")
+        reference_spread(targets, "the supernet's loss", diverged)
         predictor = RidgePredictor.fit(choices, targets, self.cfg.penalty)
         predictions = predictor.predict(choices).tolist()
         proxies = [self.proxy.features(arch)["naswot"] for arch in archs]
-        reference = {"prediction": _spread(predictions), "naswot": _spread(proxies)}
+        reference = {"prediction": reference_spread(predictions, "the prediction", diverged),
+                     "naswot": reference_spread(proxies, "NASWOT", "check the data")}
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"labels": targets, "predictor": predictor.to_dict(),
                                          "reference": reference}))
@@ -158,6 +161,8 @@ class PredictorEvaluator(Evaluator):
         choices = space.choices(arch.replace(resolution=space.resolution))
         values = {"prediction": float(self.predictor.predict([choices])[0]),
                   "naswot": self.proxy.features(arch)["naswot"]}
+        for name, value in values.items():
+            check_finite(value, f"the {name}")
         z = {name: (value - self.reference[name][0]) / self.reference[name][1]
              for name, value in values.items()}
         score = z["prediction"] + self.cfg.proxy_weight * z["naswot"]
@@ -171,7 +176,3 @@ class PredictorEvaluator(Evaluator):
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         return subnet(self.supernet, arch, self.train_loader, self.cfg.bn_images)
 
-
-def _spread(values: list[float]) -> tuple[float, float]:
-    """Mean and standard deviation (1 where the values do not vary)."""
-    return statistics.fmean(values), statistics.pstdev(values) or 1.0

@@ -75,7 +75,7 @@ class SupernetEvaluator(BriefTrainingEvaluator):
                                   optim=self.cfg.optim)
         # Workers sharing a run folder take turns: the first warms up, the others resume its
         # finished checkpoint (which makes their training a no-op).
-        with file_lock(run.supernet_lock):
+        with file_lock(run.supernet_lock, "the supernet warm-up"):
             train_supernet(self.supernet, self.warmup_space, self.train_loader, sandwich,
                            checkpoint=run.supernet, progress=True)
 

@@ -27,13 +27,14 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import WithinBudget
 from mbnas.cost import count
 from mbnas.data import make_loader
-from mbnas.errors import ConfigError
+from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.evaluators.registry import register
 from mbnas.nn import build
 from mbnas.proxies import PROXIES
 from mbnas.run_folder import RunFolder
 from mbnas.tensorboard import TrialLog
+from mbnas.train import check_finite
 from mbnas.validation import check_float, check_int
 
 ARCH_FEATURES: dict[str, Callable[[ArchSpec], float]] = {
@@ -43,6 +44,17 @@ ARCH_FEATURES: dict[str, Callable[[ArchSpec], float]] = {
 }
 FEATURES = (*PROXIES, *ARCH_FEATURES)
 REFERENCE_FILE = "zero_cost_reference.json"
+
+
+def reference_spread(values: list[float], what: str, fix: str) -> tuple[float, float]:
+    """Mean and standard deviation (1 where the values do not vary) of a reference sample;
+    :class:`~mbnas.errors.Diverged` when a value is NaN or infinite (it would make every
+    standardised score so)."""
+    bad = sum(not math.isfinite(value) for value in values)
+    if bad:
+        raise Diverged(f"{what} is NaN or infinite for {bad} of the {len(values)} reference "
+                       f"members; {fix}")
+    return statistics.fmean(values), statistics.pstdev(values) or 1.0
 
 
 @dataclass
@@ -113,9 +125,10 @@ class ZeroCostEvaluator(Evaluator):
         members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
         samples = [self.features(members.sample_random(rng))
                    for _ in range(self.cfg.reference_archs)]
-        self.reference = {name: (statistics.fmean(s[name] for s in samples),
-                                 statistics.pstdev([s[name] for s in samples]) or 1.0)
-                          for name in self.cfg.used}
+        self.reference = {
+            name: reference_spread([s[name] for s in samples], f"zero-cost feature {name}",
+                                   f"turn it off with evaluator.features.{name}=0")
+            for name in self.cfg.used}
         run.path.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"features": self.cfg.used,
@@ -142,6 +155,8 @@ class ZeroCostEvaluator(Evaluator):
     def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
         start = time.perf_counter()
         values = self.features(arch)
+        for name, value in values.items():
+            check_finite(value, f"zero-cost feature {name}")
         score = self.score(values)
         seconds = time.perf_counter() - start
         if log is not None:

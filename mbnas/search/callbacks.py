@@ -8,6 +8,7 @@ import optuna
 
 from mbnas.search.trials import (
     COMPLETE,
+    FAIL,
     PRUNED,
     TrialRecord,
     best_trials,
@@ -20,14 +21,28 @@ from mbnas.tensorboard import StudyLog
 
 class StopAtTotal:
     """Stop once the study (all workers together) holds ``evaluated`` trained candidates, or
-    ``max_pruned`` over-budget ones: over-budget candidates are nearly free and never counted."""
+    ``max_pruned`` over-budget ones: over-budget candidates are nearly free and never counted;
+    or once ``max_failed`` candidates in a row failed here (diverged): the settings, not the
+    candidates, are at fault."""
 
-    def __init__(self, evaluated: int, max_pruned: int):
-        self.evaluated, self.max_pruned = evaluated, max_pruned
+    def __init__(self, evaluated: int, max_pruned: int, max_failed: int = 5):
+        self.evaluated, self.max_pruned, self.max_failed = evaluated, max_pruned, max_failed
+        self.failed_in_a_row = 0
         self.reason = ""
 
+    @property
+    def too_many_failures(self) -> bool:
+        """Whether it stopped because candidates kept failing (the settings are at fault)."""
+        return self.failed_in_a_row >= self.max_failed
+
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if count_trials(study, COMPLETE) >= self.evaluated:
+        if trial.state in (COMPLETE, FAIL):
+            self.failed_in_a_row = self.failed_in_a_row + 1 if trial.state == FAIL else 0
+        if self.too_many_failures:
+            self.reason = (f"stopped after {self.max_failed} candidates in a row failed (latest: "
+                           f"{TrialRecord.of(trial).failed_reason})")
+            study.stop()
+        elif count_trials(study, COMPLETE) >= self.evaluated:
             study.stop()
         elif count_trials(study, PRUNED) >= self.max_pruned:
             self.reason = (f"stopped after {self.max_pruned} over-budget candidates; the budget "
@@ -52,6 +67,10 @@ class Progress:
             if self.pruned % 25 == 0:  # over-budget candidates are many and quick: summarise
                 print(f"  {self.pruned} over-budget candidates pruned so far (latest: "
                       f"{record.pruned_reason or 'stopped'})", flush=True)
+            return
+        if trial.state == FAIL:
+            print(f"[trial failed] Optuna #{trial.number}: {TrialRecord.of(trial).failed_reason} "
+                  "| not counted; the search goes on", flush=True)
             return
         if trial.state != COMPLETE:
             return

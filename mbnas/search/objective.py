@@ -2,7 +2,9 @@
 
 Every sampled candidate is costed first; one over budget is pruned with the reason stored on the
 trial and its constraint values given to the sampler (``trial.set_constraint``), so the sampler
-learns the feasible region and nothing over budget is ever trained, reported or exported.
+learns the feasible region and nothing over budget is ever trained, reported or exported. A
+candidate whose training or score is not finite (it diverged) fails with the reason stored on the
+trial; the search catches :class:`~mbnas.errors.Diverged` and goes on.
 """
 
 from __future__ import annotations
@@ -16,18 +18,24 @@ import optuna
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.cost import count
+from mbnas.errors import Diverged
 from mbnas.evaluators import Evaluation
 from mbnas.search.slots import TrialSlots
 from mbnas.search.trials import (
+    FAIL,
+    TrialRecord,
     record_candidate,
     record_constraints,
     record_duplicate,
+    record_failure,
     record_pruned,
     record_score,
     record_worker,
+    trial_records,
 )
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import TrialLog
+from mbnas.train import check_finite
 
 OBJECTIVES = {  # name: (second objective's metric or None)
     "accuracy": None,
@@ -54,6 +62,16 @@ class Candidate:
     @property
     def costs(self) -> dict[str, float | None]:
         return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a trial failed, as the report shows it: ``diverged: ...``, ``interrupted`` or the
+    error."""
+    if isinstance(error, Diverged):
+        return f"diverged: {error}"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); a resumed run samples again"
+    return f"{type(error).__name__}: {error}"
 
 
 @dataclass
@@ -98,13 +116,29 @@ class Objective:
         return accuracy if second is None else (accuracy, float(costs[second]))
 
     def _accuracy(self, trial: optuna.Trial, candidate: Candidate) -> float:
-        earlier = self.slots.claim(trial, candidate.arch.digest())
+        digest = candidate.arch.digest()
+        earlier = self.slots.claim(trial, digest)
         if earlier is not None:
             record_duplicate(trial, earlier)
             return earlier.accuracy
+        diverged = self._diverged_before(trial.study, digest)
+        if diverged is not None:  # the evaluators are deterministic per architecture
+            record_failure(trial, f"{diverged.failed_reason} (as trial #{diverged.number})")
+            raise Diverged(f"as trial #{diverged.number}")
         log = TrialLog(self.log_dir, trial.number)
-        evaluation = self.evaluate(candidate.arch, log)
-        record_score(trial, float(evaluation.score), evaluation.seconds)
-        log.finish(self.space.choices(candidate.arch),
-                   {"accuracy": evaluation.score, **candidate.costs})
-        return float(evaluation.score)
+        try:
+            evaluation = self.evaluate(candidate.arch, log)
+            score = check_finite(float(evaluation.score), "the score")
+        except BaseException as error:  # Optuna marks the trial FAIL: say why on it
+            record_failure(trial, failure_reason(error))
+            log.close()
+            raise
+        record_score(trial, score, evaluation.seconds)
+        log.finish(self.space.choices(candidate.arch), {"accuracy": score, **candidate.costs})
+        return score
+
+    @staticmethod
+    def _diverged_before(study: optuna.Study, digest: str) -> TrialRecord | None:
+        """An earlier trial of the same architecture that failed by diverging."""
+        return next((r for r in trial_records(study, FAIL) if r.digest == digest
+                     and (r.failed_reason or "").startswith("diverged")), None)

@@ -67,6 +67,11 @@ def format_report(result: dict[str, Any]) -> str:
              f"objective {result['objective']}",
              "", format_table(f"top {len(result['top'])} by accuracy:", result["top"]), "",
              format_table(f"Pareto set (accuracy vs {result['pareto_cost']}):", result["pareto"])]
+    failed = [r for r in result["trials"] if r["state"] == "fail"]
+    if failed:
+        parts += ["", "failed trials (not counted, never best):"]
+        parts += [f"  #{r['number']}: {r['failed_reason'] or 'no reason recorded'}"
+                  for r in failed]
     if result["best"] is not None:
         parts += ["", f"best: trial #{result['best']} (exported as best.yaml)"]
     return "\n".join(parts)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from mbnas.budget import Budget, check_reachable
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import dataset_num_classes
-from mbnas.errors import ConfigError
+from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators import (
     EvaluationContext,
     Evaluator,
@@ -51,7 +53,7 @@ from mbnas.search.plan import (
 )
 from mbnas.search.slots import TrialSlots, run_trials
 from mbnas.search.storage import display, fail_stale_trials, masked, open_storage
-from mbnas.search.study import enqueue_seeds, make_sampler, open_study
+from mbnas.search.study import check_study_home, enqueue_seeds, make_sampler, open_study
 from mbnas.search.summary import summary_lines
 from mbnas.search.trials import COMPLETE, best_trials, count_trials
 from mbnas.space import SearchSpace, load_space
@@ -73,20 +75,31 @@ class SearchRun:
     estimate_latency: Callable[[ArchSpec], float] | None
 
     def settings(self) -> dict[str, Any]:
-        """The settings as run, the evaluator's with its defaults, the storage URL's password
-        masked: the run's config.yaml."""
-        return {**dataclasses.asdict(self.cfg), "storage": masked(self.cfg.storage),
+        """The settings as run, the evaluator's with its defaults, the run's (and study's) name,
+        the storage URL's password masked: the run's config.yaml."""
+        return {**dataclasses.asdict(self.cfg), "name": self.folder.name,
+                "storage": masked(self.cfg.storage),
                 "evaluator": dataclasses.asdict(self.evaluator)}
 
     def signature(self) -> dict[str, Any]:
-        """What a resumed search must keep: space, budget, objective, resolution, preset, and
-        what scores a trial (the evaluator's and the data's settings)."""
+        """What a resumed search must keep: everything that changes a trial's result: space (its
+        name and content), budget, objective, resolution, preset, seed, what scores a trial
+        (the evaluator's and the data's settings) and what its latency is."""
         data = {key: value for key, value in dataclasses.asdict(self.cfg.data).items()
                 if key != "workers"}
-        return {"space": self.space.name, "budget": self.budget.describe(),
-                "objective": self.cfg.objective, "resolution": self.space.resolution,
-                "preset": self.cfg.preset, "evaluator": dataclasses.asdict(self.evaluator),
-                "data": data}
+        latency = {key: value for key, value in dataclasses.asdict(self.cfg.latency).items()
+                   if key not in ("warmup", "repeats")}  # precision, not meaning
+        return {"space": self.space.name, "space_digest": space_digest(self.space),
+                "budget": self.budget.describe(), "objective": self.cfg.objective,
+                "resolution": self.space.resolution, "preset": self.cfg.preset,
+                "seed": self.cfg.seed, "evaluator": dataclasses.asdict(self.evaluator),
+                "data": data, "latency": latency}
+
+
+def space_digest(space: SearchSpace) -> str:
+    """A short hash of the space's content: an edited space YAML keeps its name, not this."""
+    text = json.dumps(dataclasses.asdict(space), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def default_run_name(space: SearchSpace, budget: Budget, objective: str,
@@ -147,8 +160,16 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     # Workers starting together would race to create the storage's tables: take turns.
-    with file_lock(folder.storage_lock):
-        study = open_study(folder.name, open_storage(cfg.storage, folder.study_db, cfg.heartbeat),
+    # A study opens in seconds: a holder that takes minutes hangs, and the waiter says so.
+    with file_lock(folder.storage_lock, "the study's storage", timeout_s=300):
+        recorded = (folder.saved_settings() or {}).get("name")
+        if recorded is None and (cfg.storage or not folder.study_db.is_file()):
+            # Nothing recorded, and no database of the folder's own to look in (a shared
+            # storage holds other runs' studies by design).
+            recorded = folder.name
+        storage = open_storage(cfg.storage, folder.study_db, cfg.heartbeat)
+        check_study_home(folder.name, storage, recorded, str(folder.path))
+        study = open_study(folder.name, storage,
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
                            cfg.objective, run.signature())
     # Trials of workers that died are failed (and enqueued again) before counting what is left.
@@ -224,11 +245,16 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     # Counted over every worker sharing the study: n_trials is the total of trained candidates
     # (the slots keep it exact; this ends each worker's loop once it is reached).
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
-    run_trials(study, objective, [Progress(cfg.n_trials), summaries, stop])
-    if stop.reason:
-        print(stop.reason, flush=True)
+    # A diverged candidate fails its trial (the reason is on it) and the search goes on.
+    run_trials(study, objective, [Progress(cfg.n_trials), summaries, stop], catch=(Diverged,))
     summaries.refresh(study)
     study_log.close()
+    if stop.too_many_failures and not count_trials(study, COMPLETE):
+        raise Diverged(f"{run.folder.path}: {stop.reason}; no candidate was trained: check "
+                       "the evaluator.* settings (a lower evaluator.optim.lr, say) under "
+                       "another name=")
+    if stop.reason:
+        print(stop.reason, flush=True)
 
 
 def best_arch(record: Any, folder: RunFolder) -> ArchSpec:
@@ -283,11 +309,12 @@ def load_run(path: str | Path) -> tuple[SearchConfig, optuna.Study]:
                                            unnamed=str(folder.config),
                                            fix=f"check {folder.config}"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = cfg.name or folder.name  # the name it started with: a renamed folder still reads
     try:
-        study = optuna.load_study(study_name=folder.name,
+        study = optuna.load_study(study_name=name,
                                   storage=open_storage(cfg.storage, folder.study_db))
     except KeyError:
-        raise ConfigError("run", f"the storage of {folder.path} holds no study {folder.name!r}",
+        raise ConfigError("run", f"the storage of {folder.path} holds no study {name!r}",
                           "check storage= in its config.yaml") from None
     return cfg, study
 

@@ -113,16 +113,18 @@ class TrialSlots:
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
-               callbacks: Sequence[Callable]) -> None:
+               callbacks: Sequence[Callable],
+               catch: tuple[type[Exception], ...] = ()) -> None:
     """``study.optimize`` until a callback stops it, going on when this worker's trial was
     failed by another worker meanwhile: this one fell silent longer than the heartbeat's grace
     period (suspended, or cut off from the database), so its trial was taken for dead and
     enqueued again. Optuna then fails to tell the trial (in one of several ways); any other
-    error propagates."""
+    error propagates, except those in ``catch``, which fail their trial only."""
     while True:
         before = taken_over(study)
         try:
-            study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True)
+            study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True,
+                           catch=catch)
             return
         except Exception:
             lost = taken_over(study) - before

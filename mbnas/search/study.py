@@ -9,12 +9,15 @@ from typing import Any
 import optuna
 
 from mbnas.architectures import load_arch
+from mbnas.errors import ConfigError
 from mbnas.resume import check_resumable
 from mbnas.search.objective import OBJECTIVES
 from mbnas.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "nsga2")
 SIGNATURE = "mbnas_signature"  # the study attribute holding the settings it was started with
+# The parts of the signature that are command-line settings, given back in a refusal.
+SIGNATURE_OVERRIDES = ("objective", "preset", "seed", "evaluator", "data", "latency")
 
 
 def make_sampler(name: str, seed: int, startup_trials: int = 10) -> optuna.samplers.BaseSampler:
@@ -42,6 +45,19 @@ def metric_names(objective: str) -> list[str]:
     return ["accuracy"] if second is None else ["accuracy", second]
 
 
+def check_study_home(name: str, storage: optuna.storages.BaseStorage,
+                     recorded: str | None, where: str) -> None:
+    """Refuse to start study ``name`` in a run folder that holds another run's (``recorded`` in
+    its config, or the only study in its own database): the folder was renamed or moved."""
+    found = optuna.get_all_study_names(storage) if recorded is None else [recorded]
+    if not found or name in found:
+        return
+    raise ConfigError(where, f"holds the search {found[0]!r}, not {name!r}: the folder was "
+                      "renamed or moved, and its study keeps the name it started with",
+                      f"rename the folder back to {found[0]!r} to resume it, or choose another "
+                      "name= for a new run")
+
+
 def open_study(name: str, storage: optuna.storages.BaseStorage,
                sampler: optuna.samplers.BaseSampler, objective: str,
                signature: dict[str, Any]) -> optuna.Study:
@@ -50,7 +66,7 @@ def open_study(name: str, storage: optuna.storages.BaseStorage,
                                 directions=study_directions(objective), load_if_exists=True)
     check_resumable(study.user_attrs.get(SIGNATURE), signature, where="name",
                     problem=f"run {name!r} already holds a different search",
-                    fix="choose another name=, or resume with the original settings")
+                    fix="choose another name= for a new run", overrides=SIGNATURE_OVERRIDES)
     if SIGNATURE not in study.user_attrs:
         study.set_user_attr(SIGNATURE, signature)
     if study.metric_names is None:  # shown by optuna-dashboard instead of "Objective 0"

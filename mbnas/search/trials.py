@@ -17,6 +17,7 @@ import optuna
 from mbnas.arch import ArchSpec
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+FAIL = optuna.trial.TrialState.FAIL
 METRICS = ("accuracy", "macs", "params", "latency_ms")
 # optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
 # attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
@@ -37,6 +38,7 @@ class TrialRecord:
     latency_ms: float | None
     accuracy: float | None
     pruned_reason: str | None
+    failed_reason: str | None  # why a trial failed: diverged, interrupted
     duplicate_of: int | None
     evaluation_s: float | None
 
@@ -49,6 +51,7 @@ class TrialRecord:
                    digest=attrs.get("digest"), macs=attrs.get("macs"),
                    params=attrs.get("params"), latency_ms=attrs.get("latency_ms"),
                    accuracy=attrs.get("accuracy"), pruned_reason=attrs.get("pruned_reason"),
+                   failed_reason=attrs.get("failed_reason"),
                    duplicate_of=attrs.get("duplicate_of"),
                    evaluation_s=attrs.get("evaluation_s"))
 
@@ -66,10 +69,11 @@ class TrialRecord:
         return {"trial": self.number, **self.metrics}
 
     def row(self) -> dict[str, Any]:
-        """A report row: number, state, metrics, choices and why it was pruned or repeated."""
+        """A report row: number, state, metrics, choices and why it was pruned, failed or
+        repeated."""
         return {"number": self.number, "state": self.state, **self.metrics,
                 "choices": self.choices, "pruned_reason": self.pruned_reason,
-                "duplicate_of": self.duplicate_of}
+                "failed_reason": self.failed_reason, "duplicate_of": self.duplicate_of}
 
 
 def trial_records(study: optuna.Study, *states: optuna.trial.TrialState) -> list[TrialRecord]:
@@ -120,6 +124,11 @@ def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) ->
 def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:
     """Why the trial was pruned untrained: each budget it exceeds."""
     trial.set_user_attr("pruned_reason", "; ".join(reasons))
+
+
+def record_failure(trial: optuna.Trial, reason: str) -> None:
+    """Why the trial failed (it diverged, or was interrupted): Optuna stores it as FAIL."""
+    trial.set_user_attr("failed_reason", reason)
 
 
 def record_duplicate(trial: optuna.Trial, earlier: TrialRecord) -> None:

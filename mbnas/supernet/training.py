@@ -27,16 +27,19 @@ from tqdm.auto import tqdm
 
 from mbnas.arch import ArchSpec
 from mbnas.data import EpochSampler, set_epoch
+from mbnas.errors import Diverged
 from mbnas.resume import check_resumable
 from mbnas.space import SearchSpace
 from mbnas.supernet.network import Supernet
 from mbnas.train import (
     OptimConfig,
     capture_rng_state,
+    check_finite,
     check_optim_config,
     load_checkpoint,
     make_optimization,
     model_device,
+    non_finite,
     recalibrate_bn,
     restore_rng_state,
     save_checkpoint,
@@ -90,7 +93,8 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
                   labels: torch.Tensor, criterion: nn.Module, distill: bool) -> float:
     """Forward and backward every member in ``archs`` (largest first); return the first's loss.
 
-    Gradients accumulate; the caller zeroes them before and steps the optimiser after.
+    Gradients accumulate; the caller zeroes them before and steps the optimiser after. A
+    member's non-finite loss raises :class:`~mbnas.errors.Diverged` before its backward pass.
     """
     supernet.train()
     teacher, first_loss = None, 0.0
@@ -101,6 +105,7 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
             loss = criterion(logits, labels)
         else:
             loss = soft_cross_entropy(logits, teacher)
+        check_finite(float(loss.detach()), f"the loss of member {arch.name}")
         if teacher is None:
             teacher, first_loss = logits.detach().softmax(dim=1), float(loss.detach())
         loss.backward()
@@ -119,7 +124,9 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                    progress: bool = True) -> SandwichResult:
     """Warm up ``supernet`` for ``cfg.steps`` sandwich steps, resuming from ``checkpoint``.
 
-    A finished checkpoint makes this a no-op, so every process of a run can call it.
+    A finished checkpoint makes this a no-op, so every process of a run can call it. A
+    non-finite loss or weights raise :class:`~mbnas.errors.Diverged`, the checkpoint on disk
+    left as it was: weights holding NaN never replace finite ones.
     """
     check_sandwich_config(cfg)
     device = model_device(supernet)
@@ -142,6 +149,7 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
         step = state["step"]
         history = list(state.get("losses", []))
     losses: list[float] = []
+    saved = step if checkpoint is not None and Path(checkpoint).is_file() else None
     with tqdm(total=cfg.steps, initial=step, disable=not progress, desc="supernet warm-up",
               unit="step", dynamic_ncols=True) as bar:
         while step < cfg.steps:
@@ -149,7 +157,10 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             optimizer.zero_grad(set_to_none=True)
             archs = sandwich_members(space, rng, cfg.num_random, cfg.rule)
             distill = cfg.distill and cfg.rule == "sandwich"
-            losses.append(sandwich_step(supernet, archs, images, labels, criterion, distill))
+            try:
+                losses.append(sandwich_step(supernet, archs, images, labels, criterion, distill))
+            except Diverged as error:
+                raise warmup_diverged(error, step, cfg, checkpoint, saved) from None
             history.append(losses[-1])
             if cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(supernet.parameters(), cfg.optim.grad_clip)
@@ -161,6 +172,10 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 # Once finished, the optimiser state (as large as the weights) is never needed.
                 done = step == cfg.steps
+                if non_finite(supernet.state_dict()):
+                    raise warmup_diverged(Diverged("weights hold NaN or infinity"), step, cfg,
+                                          checkpoint, saved)
+                saved = step
                 save_checkpoint(checkpoint, {
                     "settings": settings, "step": step, "model": supernet.state_dict(),
                     "optimizer": None if done else optimizer.state_dict(),
@@ -168,6 +183,17 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                     "sampler": rng.getstate(), "data": stream.position(),
                     "rng": capture_rng_state(), "losses": history})
     return SandwichResult(step, tuple(losses))
+
+
+def warmup_diverged(error: Diverged, step: int, cfg: SandwichConfig, checkpoint: Path | None,
+                    saved: int | None) -> Diverged:
+    """``error`` with when the warm-up diverged, the checkpoint it kept and how to go on."""
+    kept = (f"{checkpoint} keeps step {saved}, the last finite checkpoint" if saved is not None
+            else "no checkpoint was written")
+    return Diverged(f"supernet warm-up diverged after step {step} of {cfg.steps} ({error}); "
+                    f"{kept}; start a new run (another name=) with a lower evaluator.optim.lr "
+                    f"(now {cfg.optim.lr:g}), evaluator.optim.grad_clip=1 or more "
+                    "evaluator.optim.warmup_steps")
 
 
 def warmup_losses(checkpoint: Path) -> list[float]:
