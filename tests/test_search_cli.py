@@ -165,3 +165,17 @@ def test_impossible_latency_budget_names_the_fastest_member(tmp_path):
                      check=False)
     assert done.returncode == 2 and "budget.latency_ms" in done.stderr
     assert "smallest member of space 'tiny' needs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_progress_lines_name_the_score_as_the_evaluator_measures_it(single_run, tmp_path):
+    def progress_lines(done):
+        return [line for line in done.stdout.splitlines() if line.startswith("[trial ")]
+
+    _, trained = single_run  # the tiny space's supernet evaluator validates: an accuracy
+    assert progress_lines(trained) and all(" accuracy " in line
+                                           for line in progress_lines(trained))
+    untrained = mbnas_cli("search", BUDGET, "evaluator=zero_cost", "n_trials=2", *SMOKE,
+                          cwd=tmp_path)
+    lines = progress_lines(untrained)
+    assert lines and all(" score " in line and "accuracy" not in line for line in lines)
+    assert "best       trial" in untrained.stdout and ": score " in untrained.stdout

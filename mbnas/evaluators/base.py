@@ -64,6 +64,9 @@ class Evaluator(ABC):
     config: ClassVar[type[EvaluatorConfig]]  # the schema of conf/evaluator/<name>.yaml
     # Whether :meth:`model_for` gives networks with weights worth exporting (best.pt).
     exports_weights: ClassVar[bool] = False
+    # What progress lines and summaries call the score: only evaluators that train and validate
+    # measure an accuracy (the study stores it as "accuracy" either way).
+    score_name: ClassVar[str] = "accuracy"
 
     def __init__(self, cfg: EvaluatorConfig, context: EvaluationContext) -> None:
         self.cfg, self.context = cfg, context

@@ -79,6 +79,7 @@ class PredictorEvaluator(Evaluator):
     """Ridge prediction from supernet labels plus NASWOT, both standardised."""
 
     name = "predictor"
+    score_name = "score"
     config = PredictorConfig
     exports_weights = True
     cfg: PredictorConfig

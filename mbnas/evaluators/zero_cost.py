@@ -91,6 +91,7 @@ class ZeroCostEvaluator(Evaluator):
     """Scores a candidate at initialisation: a weighted sum of standardised features."""
 
     name = "zero_cost"
+    score_name = "score"
     config = ZeroCostConfig
     cfg: ZeroCostConfig
 

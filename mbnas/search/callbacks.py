@@ -54,8 +54,8 @@ class Progress:
     """One line per trained candidate: how many of the total, its Optuna number, result, best
     so far, elapsed time and the expected time left (from this process's trials so far)."""
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self, total: int, score_name: str = "accuracy"):
+        self.total, self.score_name = total, score_name
         self.start = time.monotonic()
         self.pruned = 0
         self.trained = 0
@@ -75,7 +75,7 @@ class Progress:
         if trial.state != COMPLETE:
             return
         self.trained += 1
-        result = f"accuracy {record.accuracy:.4f}, {record.macs / 1e6:.1f}M MACs"
+        result = f"{self.score_name} {record.accuracy:.4f}, {record.macs / 1e6:.1f}M MACs"
         if record.latency_ms is not None:
             result += f", {record.latency_ms:.2f} ms"
         best = max((r.accuracy for r in trial_records(study, COMPLETE)), default=None)

@@ -187,9 +187,11 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
         evaluator.prepare(folder)
         log_warmup(folder)
         optimize(study, run, evaluator)
-    export_best(study, folder, cfg.export, evaluator)
+    score_name = evaluator_class(run.evaluator.name).score_name
+    export_best(study, folder, cfg.export, evaluator, score_name)
     print("\n".join(summary_lines(study, folder, time.monotonic() - started, cfg.data.name,
-                                  display(cfg.storage, folder.study_db))), flush=True)
+                                  display(cfg.storage, folder.study_db), score_name)),
+          flush=True)
     return study
 
 
@@ -246,7 +248,8 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     # (the slots keep it exact; this ends each worker's loop once it is reached).
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
     # A diverged candidate fails its trial (the reason is on it) and the search goes on.
-    run_trials(study, objective, [Progress(cfg.n_trials), summaries, stop], catch=(Diverged,))
+    progress = Progress(cfg.n_trials, evaluator.score_name)
+    run_trials(study, objective, [progress, summaries, stop], catch=(Diverged,))
     summaries.refresh(study)
     study_log.close()
     if stop.too_many_failures and not count_trials(study, COMPLETE):
@@ -275,7 +278,7 @@ def supernet_note(folder: RunFolder, keep: bool) -> str:
 
 
 def export_best(study: optuna.Study, folder: RunFolder, export: ExportConfig,
-                evaluator: Evaluator | None) -> Exported | None:
+                evaluator: Evaluator | None, score_name: str = "accuracy") -> Exported | None:
     """Write best.yaml (and pareto/ for multi-objective runs), plus requested files, as one set
     from one trial; None when no trial finished within budget."""
     best = best_trials(study)
@@ -293,7 +296,7 @@ def export_best(study: optuna.Study, folder: RunFolder, export: ExportConfig,
             exported.files.append(export_arch(
                 best_arch(record, folder), folder.pareto / f"trial-{record.number:04d}.yaml",
                 record.summary()))
-    print(f"best: trial #{best[0].number}, accuracy {best[0].accuracy:.4f}, "
+    print(f"best: trial #{best[0].number}, {score_name} {best[0].accuracy:.4f}, "
           f"{best[0].macs / 1e6:.1f}M MACs{supernet_note(folder, export.keep_supernet)}",
           flush=True)
     return exported
@@ -324,11 +327,12 @@ def export_run(path: str | Path, export: ExportConfig) -> Exported | None:
     asks; inherited weights come from the run's own warmed-up evaluator, never a new one."""
     cfg, study = load_run(path)
     folder, evaluator = RunFolder(Path(path)), None
-    if export.weights and evaluator_class(cfg.evaluator.get("name", "")).exports_weights:
+    kind = evaluator_class(cfg.evaluator.get("name", ""))
+    if export.weights and kind.exports_weights:
         space, budget = search_space(cfg), Budget.from_config(cfg.budget)
         evaluator = make_evaluator(evaluator_config(cfg.evaluator),
                                    evaluation_context(cfg, space, budget))
         # Restoring resumes the finished warm-up: its progress bar would only say "done".
         with contextlib.redirect_stderr(io.StringIO()):
             evaluator.restore(folder)
-    return export_best(study, folder, export, evaluator)
+    return export_best(study, folder, export, evaluator, kind.score_name)

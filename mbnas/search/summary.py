@@ -25,9 +25,10 @@ def next_commands(folder: RunFolder, storage: str) -> list[str]:
 
 
 def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
-                  data_name: str, storage: str) -> list[str]:
-    """The end of a search: trials, the best network's accuracy, MACs, parameters, latency,
-    the wall time, the files written and the next commands."""
+                  data_name: str, storage: str, score_name: str = "accuracy") -> list[str]:
+    """The end of a search: trials, the best network's score (``score_name``: accuracy for
+    evaluators that train), MACs, parameters, latency, the wall time, the files written and the
+    next commands."""
     trained, pruned = count_trials(study, COMPLETE), count_trials(study, PRUNED)
     lines = [f"mbnas search: done in {format_duration(seconds)} (this process) | "
              f"{trained} candidates trained, {pruned} pruned over budget | {folder.path}"]
@@ -36,7 +37,7 @@ def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
         top = best[0]
         latency = f", {top.latency_ms:.2f} ms" if top.latency_ms is not None else ""
         note = " (synthetic data)" if data_name == "synthetic" else ""
-        lines.append(f"  best       trial #{top.number}: accuracy {top.accuracy:.4f}{note}, "
+        lines.append(f"  best       trial #{top.number}: {score_name} {top.accuracy:.4f}{note}, "
                      f"{format_count(top.macs)} MACs, {format_count(top.params)} params{latency}")
     written = [p.name for p in (folder.best_yaml, folder.best_weights, folder.study_db,
                                 folder.supernet, folder.tensorboard, folder.pareto)
