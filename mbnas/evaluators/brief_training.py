@@ -13,6 +13,7 @@ from torch import nn
 from mbnas.arch import ArchSpec
 from mbnas.data import make_loader
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.precision import FP32, Precision
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
     OptimConfig,
@@ -36,15 +37,18 @@ class BriefTrainingConfig(EvaluatorConfig):
 
 
 def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimConfig,
-                  log: TrialLog | None = None) -> float:
-    """``steps`` optimiser steps with a cosine schedule; returns the last loss (NaN if none)."""
+                  log: TrialLog | None = None, precision: Precision = FP32) -> float:
+    """``steps`` optimiser steps with a cosine schedule under ``precision``; returns the last
+    loss (NaN if none)."""
     if steps <= 0:
         return float("nan")
+    precision.model(model)
     optimizer, scheduler, criterion = make_optimization(model, optim, steps)
+    scaler = precision.scaler()
     loss = float("nan")
     for step in range(steps):
         loss = train_step(model, next(batches), optimizer, scheduler, criterion,
-                          grad_clip=optim.grad_clip)
+                          grad_clip=optim.grad_clip, precision=precision, scaler=scaler)
         if log is not None:
             log.scalar("train/loss", loss, step)
     return loss

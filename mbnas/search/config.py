@@ -42,6 +42,8 @@ class SearchConfig:
     seeds: list[str] = field(default_factory=list)
     storage: str | None = None
     device: str = "auto"
+    amp: str = "auto"  # auto | off | bf16 | fp16: autocast of the warm-up and fine-tuning
+    channels_last: bool | None = None  # NHWC weights and batches; None: on CUDA only
     threads: int | None = None
     latency: LatencyEstimateConfig = field(default_factory=LatencyEstimateConfig)
     # The chosen evaluator's settings, typed by its own schema: see mbnas.evaluators.
