@@ -198,3 +198,19 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
     done = mbnas_cli("search", BUDGET, "name=stop", "n_trials=4", "latency=none", *SMOKE,
                      cwd=tmp_path)
     assert "of 4 trials to go" in done.stdout and "[trial 4/4]" in done.stdout
+
+
+def test_warmup_under_torchrun_then_a_worker_only_scores(tmp_path):
+    env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    options = [BUDGET, "name=wide", "latency=none", *SMOKE]
+    warmup = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--standalone", "-m", "mbnas", "warmup", *options],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert warmup.returncode == 0, warmup.stdout + warmup.stderr
+    assert warmup.stdout.count("supernet warmed up") == 1  # rank 0 reports, rank 1 does not
+    assert "2 process(es)" in warmup.stdout
+    done = mbnas_cli("search", *options, "n_trials=1", cwd=tmp_path)
+    assert "supernet warm-up already done" in done.stderr and "[trial 1/1]" in done.stdout
+    refused = mbnas_cli("warmup", BUDGET, "evaluator=zero_cost", *SMOKE, cwd=tmp_path,
+                        check=False)
+    assert refused.returncode == 2 and "warms no supernet up" in refused.stderr
