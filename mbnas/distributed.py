@@ -18,9 +18,10 @@ of processes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,18 @@ def evaluate_shards(model: nn.Module, loader: Iterable) -> EvalResult:
     correct, loss, samples = sum_across([result.accuracy * result.samples,
                                          result.loss * result.samples, result.samples])
     return EvalResult(round(correct) / samples, loss / samples, round(samples))
+
+
+@contextlib.contextmanager
+def process_group(device_name: str = "auto") -> Iterator[tuple[World, torch.device]]:
+    """:func:`setup` for the block; the group is left at its end if the block joined it."""
+    joined = not dist.is_initialized()
+    world, device = setup(device_name)
+    try:
+        yield world, device
+    finally:
+        if joined:
+            teardown()
 
 
 def teardown() -> None:

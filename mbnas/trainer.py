@@ -27,15 +27,16 @@ from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
 from mbnas.distributed import (
+    World,
     barrier,
     current_world,
     evaluate_shards,
     local_batch,
+    process_group,
     read_checkpoint,
     unwrap,
     wrap,
 )
-from mbnas.distributed import setup as setup_distributed
 from mbnas.errors import ConfigError, MbnasError
 from mbnas.nn import build
 from mbnas.precision import FP32, Precision, resolve_precision
@@ -85,11 +86,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """A train run's folder and result; ``already_trained`` when it had finished before."""
+    """A train run's folder and result; ``already_trained`` when it had finished before;
+    ``main``: whether this process is the one that reports (rank 0 under torchrun)."""
 
     run: RunFolder
     result: dict[str, Any]
     already_trained: bool
+    main: bool = True
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -282,7 +285,12 @@ class Trainer:
 def train(cfg: TrainConfig) -> TrainOutcome:
     """Train the network ``cfg`` describes in its run folder: afresh, resumed, or already done."""
     check_train_config(cfg)
-    world, device = setup_distributed(cfg.device)
+    with process_group(cfg.device) as (world, device):
+        return start_or_resume(cfg, world, device)
+
+
+def start_or_resume(cfg: TrainConfig, world: World, device: torch.device) -> TrainOutcome:
+    """:func:`train` in this process's place among the data-parallel ones."""
     precision = resolve_precision(cfg.amp, cfg.channels_last, device)
     # Recorded as resolved: config.yaml says what ran (bf16, not auto).
     cfg = dataclasses.replace(cfg, amp=precision.amp, channels_last=precision.channels_last)
@@ -294,13 +302,14 @@ def train(cfg: TrainConfig) -> TrainOutcome:
                     fix="run with another name=, or delete the folder to start over",
                     may_change=RESUMABLE_CHANGES)
     if run.result.is_file():
-        return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True)
+        return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True,
+                            main=world.main)
     barrier()  # every rank has read the old settings before rank 0 writes the new ones
     if world.main:
         run.save_settings(settings)
         arch.save(run.arch)
     return TrainOutcome(run, train_network(arch, init_weights, cfg, run, device, precision),
-                        already_trained=False)
+                        already_trained=False, main=world.main)
 
 
 def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, run: RunFolder,

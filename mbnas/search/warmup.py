@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mbnas.distributed import current_world, teardown
+from mbnas.distributed import process_group
 from mbnas.errors import ConfigError
 from mbnas.evaluators import evaluator_class, make_evaluator
 from mbnas.search.config import SearchConfig
@@ -44,12 +44,9 @@ def warm_up_search(cfg: SearchConfig) -> WarmupOutcome:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)  # every rank builds the same initial supernet
-    try:
+    with process_group(cfg.device) as (world, _):
         evaluator = make_evaluator(run.evaluator, evaluation_context(run.cfg, run.space,
                                                                      run.budget))
         evaluator.warm_up(folder)
-        world = current_world()
-    finally:
-        teardown()
     return WarmupOutcome(folder.supernet, world.size, world.main,
                          time.perf_counter() - started)
