@@ -17,6 +17,7 @@ from mbnas.errors import MbnasError
 # an instance of ``Config``: the typed settings, checked once here.
 COMMANDS = {
     "search": ("mbnas.commands.search", "search a space under MAC / latency / parameter budgets"),
+    "warmup": ("mbnas.commands.warmup", "only a search's supernet warm-up (e.g. under torchrun)"),
     "report": ("mbnas.commands.report", "top trials and Pareto set of a search run"),
     "export": ("mbnas.commands.export", "write a run's best architecture, weights, ONNX"),
     "latency": ("mbnas.commands.latency", "build / check / export a space's latency table"),

@@ -153,10 +153,21 @@ class ImageDataset(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch that can start part-way through (for exact resume)."""
+    """A seeded permutation per epoch that can start part-way through (for exact resume).
 
-    def __init__(self, size: int, seed: int, shuffle: bool) -> None:
+    With ``shard=(rank, size)`` it serves rank ``rank``'s part of every epoch's order: samples
+    ``rank, rank + size, ...`` (as torch's DistributedSampler), so at batch ``b`` per rank the
+    ``size`` ranks' k-th batches together are the k-th batch of ``b * size`` that one process
+    gets, and a position (epoch, batch) means the same images for any number of processes.
+    ``even`` first drops the epoch's last ``len % size`` samples so every rank gets as many
+    batches (training); without it every sample is served once (evaluation).
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool, shard: tuple[int, int] = (0, 1),
+                 even: bool = True) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.ranks = shard
+        self.even = even
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -164,16 +175,24 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
+        """This rank's samples of the current epoch, from its first."""
         if not self.shuffle:
-            return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+            order = list(range(self.size))
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        if self.ranks == 1:
+            return order
+        if self.even:
+            order = order[:len(order) - len(order) % self.ranks]
+        return order[self.rank::self.ranks]
 
     def __iter__(self):
         return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        served = self.size if self.ranks == 1 else len(self.order())
+        return served - self.start
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -377,16 +396,19 @@ def make_dataset(cfg: DataConfig, split: str | None = None) -> ImageDataset:
 
 
 def make_loader(cfg: DataConfig, split: str | None = None, *, shuffle: bool | None = None,
-                batch_size: int | None = None, drop_last: bool = False) -> DataLoader:
+                batch_size: int | None = None, drop_last: bool = False,
+                shard: tuple[int, int] = (0, 1)) -> DataLoader:
     """A DataLoader over ``make_dataset(cfg, split)``; shuffled by default for ``train``.
 
     Its sampler is an :class:`EpochSampler` and its dataset an :class:`ImageDataset`: call
-    :func:`set_epoch` before each pass to get that epoch's order and augmentation.
+    :func:`set_epoch` before each pass to get that epoch's order and augmentation. ``shard``
+    ``(rank, ranks)`` serves one data-parallel rank's part (every sample once when shuffle is
+    off; an equal share of each epoch when it is on).
     """
     dataset = make_dataset(cfg, split)
     split = split or cfg.split
     shuffle = split == "train" if shuffle is None else shuffle
-    sampler = EpochSampler(len(dataset), cfg.seed, shuffle)
+    sampler = EpochSampler(len(dataset), cfg.seed, shuffle, shard, even=shuffle)
     # Its own generator keeps the loader from drawing on the global RNG (exact resume).
     generator = torch.Generator().manual_seed(cfg.seed)
     return DataLoader(dataset, batch_size=batch_size or cfg.batch_size, sampler=sampler,

@@ -172,7 +172,8 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     table.check_space(space)
     m = table.meta
     check_runtime(m["runtime"])
-    settings = RuntimeSettings(runtime=m["runtime"], threads=m["threads"], batch=m["batch"])
+    settings = RuntimeSettings(runtime=m["runtime"], threads=m["threads"], batch=m["batch"],
+                               dtype=m.get("dtype", "float32"), layout=m.get("layout", "NCHW"))
     rng = random.Random(seed)
     networks = [Network(f"member-{i:03d}", "check", space.sample_random(rng))
                 for i in range(members)]

@@ -21,6 +21,7 @@ from torch import nn
 
 from mbnas.data import set_epoch
 from mbnas.errors import ConfigError, Diverged, MbnasError
+from mbnas.precision import FP32, Precision, optimizer_step, scaled_backward
 from mbnas.validation import check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -125,20 +126,21 @@ def make_optimization(model: nn.Module, cfg: OptimConfig, total_steps: int) -> O
 
 def train_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
                optimizer: torch.optim.Optimizer, scheduler: Any, criterion: nn.Module, *,
-               grad_clip: float = 0.0) -> float:
-    """One optimiser step on ``batch`` (moved to the model's device); returns the loss.
+               grad_clip: float = 0.0, precision: Precision = FP32,
+               scaler: torch.amp.GradScaler | None = None) -> float:
+    """One optimiser step on ``batch`` (moved to the model's device) under ``precision``
+    (``scaler``: the run's loss scaler for fp16); returns the loss.
 
     A non-finite loss raises :class:`~mbnas.errors.Diverged` before it reaches the weights."""
     device = model_device(model)
     images, labels = (t.to(device, non_blocking=True) for t in batch)
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = criterion(model(images), labels)
+    with precision.autocast():
+        loss = criterion(model(precision.inputs(images)), labels)
     value = check_finite(float(loss.detach()), "the training loss")
-    loss.backward()
-    if grad_clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    scaled_backward(loss, scaler)
+    optimizer_step(optimizer, model.parameters(), grad_clip, scaler)
     if scheduler is not None:
         scheduler.step()
     return value

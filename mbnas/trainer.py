@@ -26,8 +26,20 @@ from mbnas.architectures import load_arch
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
+from mbnas.distributed import (
+    World,
+    barrier,
+    current_world,
+    evaluate_shards,
+    local_batch,
+    process_group,
+    read_checkpoint,
+    unwrap,
+    wrap,
+)
 from mbnas.errors import ConfigError, Diverged, MbnasError
 from mbnas.nn import build
+from mbnas.precision import FP32, Precision, resolve_precision
 from mbnas.resume import check_resumable
 from mbnas.run_folder import RunFolder
 from mbnas.train import (
@@ -41,7 +53,6 @@ from mbnas.train import (
     load_checkpoint,
     make_optimization,
     recalibrate_bn,
-    resolve_device,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
@@ -51,7 +62,8 @@ from mbnas.validation import check_float, check_int
 
 CHECKPOINT_FORMAT = "mbnas-train/1"
 # Settings that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("progress", "device", "runs_dir", "name", "data.workers")
+RESUMABLE_CHANGES = ("progress", "device", "runs_dir", "name", "data.workers", "amp",
+                     "channels_last")
 
 
 @dataclass
@@ -66,6 +78,8 @@ class TrainConfig:
     drop_path: float | None = None  # stochastic depth rate of the last block; null: the arch's
     bn_images: int = 2048  # images for BN recalibration of inherited and final weights; 0: off
     device: str = "auto"
+    amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 or fp16 on CUDA, off on CPU)
+    channels_last: bool | None = None  # NHWC weights and batches; None: on CUDA only
     seed: int = 0
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)
@@ -74,11 +88,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """A train run's folder and result; ``already_trained`` when it had finished before."""
+    """A train run's folder and result; ``already_trained`` when it had finished before;
+    ``main``: whether this process is the one that reports (rank 0 under torchrun)."""
 
     run: RunFolder
     result: dict[str, Any]
     already_trained: bool
+    main: bool = True
 
 
 def check_train_config(cfg: TrainConfig) -> None:
@@ -177,40 +193,53 @@ def evaluate_run(folder: str | Path, data: DataConfig, device: torch.device
 
 
 class Trainer:
-    """Full training of one network with per-epoch checkpoints and exact resumption."""
+    """Full training of one network with per-epoch checkpoints and exact resumption.
+
+    ``model`` may be wrapped in DistributedDataParallel (:func:`mbnas.distributed.wrap`): then
+    every rank steps on its shard, rank 0 alone writes checkpoints, logs and shows progress,
+    and validation sums over the ranks' shards.
+    """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, run: RunFolder,
-                 loaders: tuple) -> None:
+                 loaders: tuple, precision: Precision = FP32) -> None:
         self.model, self.cfg, self.run = model, cfg, run
+        self.network, self.main = unwrap(model), current_world().main
         self.train_loader, self.val_loader = loaders
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.optimization = make_optimization(model, cfg.optim, self.total_steps)
+        self.precision, self.scaler = precision, precision.scaler()
         self.step, self.history = 0, []
         self.saved_step: int | None = None  # the step of the checkpoint on disk
 
     def save(self) -> None:
-        """Checkpoint weights, optimiser, schedule, step, history and random state; weights
-        holding NaN or infinity raise :class:`Diverged` and never replace a good checkpoint."""
+        """Checkpoint weights, optimiser, schedule, loss scale, step, history and random state
+        (rank 0; every rank holds the same); weights holding NaN or infinity raise
+        :class:`Diverged` and never replace a good checkpoint."""
+        if not self.main:
+            return
         optimizer, scheduler, _ = self.optimization
-        check_finite_weights(self.model.state_dict())
+        check_finite_weights(self.network.state_dict())
         save_checkpoint(self.run.last_checkpoint, {
             "format": CHECKPOINT_FORMAT, "step": self.step, "history": self.history,
-            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": capture_rng_state()})
+            "model": self.network.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state()})
         self.saved_step = self.step
 
     def resume(self) -> bool:
         """Load the run's checkpoint when present; whether there was one."""
         path = self.run.last_checkpoint
-        if not path.is_file():
+        state = read_checkpoint(path)
+        if state is None:
             return False
-        state = load_checkpoint(path)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise MbnasError(f"{path}: not a `train` checkpoint; delete it to start afresh")
-        self.model.load_state_dict(state["model"])
+        self.network.load_state_dict(state["model"])
         self.optimization.optimizer.load_state_dict(state["optimizer"])
         self.optimization.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.history = state["step"], state["history"]
         self.saved_step = self.step
         restore_rng_state(state["rng"])
@@ -218,9 +247,11 @@ class Trainer:
 
     def fit(self) -> None:
         """Train up to ``total_steps``, validating and checkpointing after every epoch."""
-        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step)
+        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step) \
+            if self.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.run.name,
-                   disable=not self.cfg.progress, unit="step", dynamic_ncols=True)
+                   disable=not (self.cfg.progress and self.main), unit="step",
+                   dynamic_ncols=True)
         try:
             while self.step < self.total_steps:
                 self._epoch(writer, bar)
@@ -231,7 +262,8 @@ class Trainer:
             raise self.diverged(error) from None
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     def diverged(self, error: Diverged) -> Diverged:
         """``error`` with where and when training diverged, what was kept and how to go on."""
@@ -242,23 +274,26 @@ class Trainer:
                         f"a lower optim.lr (now {self.cfg.optim.lr:g}), optim.grad_clip=1 or "
                         "more optim.warmup_steps")
 
-    def _epoch(self, writer: SummaryWriter, bar: tqdm) -> None:
+    def _epoch(self, writer: SummaryWriter | None, bar: tqdm) -> None:
         epoch, offset = divmod(self.step, self.steps_per_epoch)
         optimizer, scheduler, criterion = self.optimization
         set_epoch(self.train_loader, epoch, offset)
         for batch in self.train_loader:
             loss = train_step(self.model, batch, optimizer, scheduler, criterion,
-                              grad_clip=self.cfg.optim.grad_clip)
+                              grad_clip=self.cfg.optim.grad_clip, precision=self.precision,
+                              scaler=self.scaler)
             self.step += 1
-            writer.add_scalar("train/loss", loss, self.step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
+            if writer is not None:
+                writer.add_scalar("train/loss", loss, self.step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
             bar.update()
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        result = evaluate(self.model, self.val_loader)
+        result = evaluate_shards(self.network, self.val_loader)
         check_finite(result.loss, "the validation loss")
         self.history.append({"epoch": epoch + 1, "step": self.step, **result.to_dict()})
-        writer.add_scalar("val/accuracy", result.accuracy, self.step)
-        writer.add_scalar("val/loss", result.loss, self.step)
+        if writer is not None:
+            writer.add_scalar("val/accuracy", result.accuracy, self.step)
+            writer.add_scalar("val/loss", result.loss, self.step)
         bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{result.accuracy:.3f}")
         self.save()
 
@@ -269,7 +304,15 @@ class Trainer:
 def train(cfg: TrainConfig) -> TrainOutcome:
     """Train the network ``cfg`` describes in its run folder: afresh, resumed, or already done."""
     check_train_config(cfg)
-    device = resolve_device(cfg.device)
+    with process_group(cfg.device) as (world, device):
+        return start_or_resume(cfg, world, device)
+
+
+def start_or_resume(cfg: TrainConfig, world: World, device: torch.device) -> TrainOutcome:
+    """:func:`train` in this process's place among the data-parallel ones."""
+    precision = resolve_precision(cfg.amp, cfg.channels_last, device)
+    # Recorded as resolved: config.yaml says what ran (bf16, not auto).
+    cfg = dataclasses.replace(cfg, amp=precision.amp, channels_last=precision.channels_last)
     arch, init_weights = network_arch(cfg, dataset_num_classes(cfg.data))
     run = RunFolder.named(cfg.runs_dir, cfg.name or arch.name)
     settings = dataclasses.asdict(cfg)
@@ -279,47 +322,61 @@ def train(cfg: TrainConfig) -> TrainOutcome:
                     may_change=RESUMABLE_CHANGES,
                     overrides=[f.name for f in dataclasses.fields(TrainConfig)])
     if run.result.is_file():
-        return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True)
-    run.save_settings(settings)
-    arch.save(run.arch)
-    return TrainOutcome(run, train_network(arch, init_weights, cfg, run, device),
-                        already_trained=False)
+        return TrainOutcome(run, json.loads(run.result.read_text()), already_trained=True,
+                            main=world.main)
+    barrier()  # every rank has read the old settings before rank 0 writes the new ones
+    if world.main:
+        run.save_settings(settings)
+        arch.save(run.arch)
+    return TrainOutcome(run, train_network(arch, init_weights, cfg, run, device, precision),
+                        already_trained=False, main=world.main)
 
 
 def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, run: RunFolder,
-                  device: torch.device) -> dict[str, Any]:
-    """Train (or resume) ``arch`` in ``run``; write its weights and result."""
+                  device: torch.device, precision: Precision = FP32) -> dict[str, Any]:
+    """Train (or resume) ``arch`` in ``run``; write its weights and result (rank 0).
+
+    Under torchrun each rank trains a DistributedDataParallel replica on its shard of every
+    global batch of ``data.batch_size`` images.
+    """
     started = time.perf_counter()
+    world = current_world()
     seed_everything(cfg.seed)
     model = build(arch)
     if init_weights is not None:
         load_weights(model, init_weights, skip_classifier=True)
-    model.to(device)
-    train_loader = make_loader(cfg.data, "train", drop_last=True)
+    precision.model(model.to(device))
+    train_loader = make_loader(cfg.data, "train", drop_last=True, shard=world.shard,
+                               batch_size=local_batch(cfg.data.batch_size, world))
     if len(train_loader) == 0:
         raise ConfigError("data.batch_size", f"{cfg.data.batch_size} exceeds the "
                           f"{len(train_loader.dataset)} training images", "lower it")
-    trainer = Trainer(model, cfg, run, (train_loader, make_loader(cfg.data, "val")))
+    loaders = (train_loader, make_loader(cfg.data, "val", shard=world.shard))
+    trainer = Trainer(wrap(model, device), cfg, run, loaders, precision)
     if trainer.resume():
-        print(f"resuming {run.path} at step {trainer.step}/{trainer.total_steps}")
+        if world.main:
+            print(f"resuming {run.path} at step {trainer.step}/{trainer.total_steps}")
     elif init_weights is not None:  # inherited weights come with other networks' BN statistics
         recalibrate(model, train_loader, cfg.bn_images)
     trainer.fit()
     recalibrate(model, train_loader, cfg.bn_images, epoch=cfg.epochs)
-    result = evaluate(model, trainer.val_loader)
+    result = evaluate_shards(model, trainer.val_loader)
     try:
         check_finite(result.loss, "the final validation loss")
         check_finite_weights(model.state_dict())
     except Diverged as error:
         raise trainer.diverged(error) from None
-    torch.save(model.state_dict(), run.model)
+    if world.main:
+        torch.save(model.state_dict(), run.model)
     cost = count(arch)
     summary = {"name": run.name, "arch": arch.name, **result.to_dict(), "split": "val",
                "epochs": cfg.epochs, "steps": trainer.step, "data": cfg.data.name,
                "train_resolution": cfg.data.resolution, "resolution": arch.resolution,
                "macs": cost.macs, "params": cost.params, "history": trainer.history,
-               "seconds": round(time.perf_counter() - started, 2)}
-    run.result.write_text(json.dumps(summary, indent=2))
+               "seconds": round(time.perf_counter() - started, 2), "processes": world.size}
+    if world.main:
+        run.result.write_text(json.dumps(summary, indent=2))
+    barrier()  # the result is on disk before any rank reports it
     return summary
 
 

@@ -177,3 +177,15 @@ def test_cpu_clock_times_one_thread_and_refuses_more():
         LatencyConfig(clock="cpu", threads=2).settings()
     with pytest.raises(ConfigError, match="latency.runtime"):
         LatencyConfig(runtime="tensorrt").settings()
+
+
+def test_latency_states_the_dtype_and_layout_it_measured():
+    default = measure("mobilenet_v3_small", warmup=1, repeats=2)
+    assert (default.dtype, default.layout) == ("float32", "NCHW")
+    small = load_space(TINY_SPACE).smallest()
+    other = measure(small, warmup=1, repeats=2, dtype="bfloat16", layout="NHWC")
+    assert (other.dtype, other.layout) == ("bfloat16", "NHWC") and other.median_ms > 0
+    with pytest.raises(ConfigError, match="float32 NCHW"):
+        LatencyConfig(runtime="onnxruntime", layout="NHWC").settings()
+    with pytest.raises(ConfigError, match="latency.dtype"):
+        LatencyConfig(dtype="int8").settings()

@@ -179,3 +179,19 @@ def test_progress_lines_name_the_score_as_the_evaluator_measures_it(single_run, 
     lines = progress_lines(untrained)
     assert lines and all(" score " in line and "accuracy" not in line for line in lines)
     assert "best       trial" in untrained.stdout and ": score " in untrained.stdout
+
+
+def test_warmup_under_torchrun_then_a_worker_only_scores(tmp_path):
+    env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    options = [BUDGET, "name=wide", "latency=none", *SMOKE]
+    warmup = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--standalone", "-m", "mbnas", "warmup", *options],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert warmup.returncode == 0, warmup.stdout + warmup.stderr
+    assert warmup.stdout.count("supernet warmed up") == 1  # rank 0 reports, rank 1 does not
+    assert "2 process(es)" in warmup.stdout
+    done = mbnas_cli("search", *options, "n_trials=1", cwd=tmp_path)
+    assert "supernet warm-up already done" in done.stderr and "[trial 1/1]" in done.stdout
+    refused = mbnas_cli("warmup", BUDGET, "evaluator=zero_cost", *SMOKE, cwd=tmp_path,
+                        check=False)
+    assert refused.returncode == 2 and "warms no supernet up" in refused.stderr

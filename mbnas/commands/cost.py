@@ -42,6 +42,7 @@ def run(cfg: Config) -> None:
                   "latency_ms": latency and round(latency.median_ms, 4),
                   "latency_threads": cfg.latency.threads,
                   "latency_runtime": cfg.latency.runtime,
+                  "latency_dtype": cfg.latency.dtype, "latency_layout": cfg.latency.layout,
                   "latency_busy": latency and latency.busy}
         print(json.dumps(result))
         return
@@ -58,6 +59,7 @@ def run(cfg: Config) -> None:
     if latency:
         print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) with "
               f"{latency.runtime} on {processor_name()}, batch {cfg.latency.batch}, "
-              f"{latency.threads} thread(s), {latency.repeats} runs")
+              f"{latency.dtype} {latency.layout}, {latency.threads} thread(s), "
+              f"{latency.repeats} runs")
         if latency.busy:
             print(busy_message(latency))

@@ -16,6 +16,8 @@ Config = TrainConfig
 
 def run(cfg: TrainConfig) -> None:
     outcome = train(cfg)
+    if not outcome.main:  # under torchrun rank 0 reports
+        return
     run_dir, result = outcome.run.path, outcome.result
     if outcome.already_trained:
         print(f"{run_dir} is already trained (delete it or use another name= to retrain)")

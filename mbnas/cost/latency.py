@@ -10,7 +10,13 @@ import torch
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
 from mbnas.cost.device_script import BUSY_SPREAD, CLOCKS, STATISTICS, measure_calls
-from mbnas.cost.runtimes import RuntimeSettings, check_runtime, make_call, torch_threads
+from mbnas.cost.runtimes import (
+    RuntimeSettings,
+    check_format,
+    check_runtime,
+    make_call,
+    torch_threads,
+)
 from mbnas.errors import ConfigError
 from mbnas.nn import build
 from mbnas.validation import check_choice
@@ -29,16 +35,20 @@ class LatencyConfig:
     batch: int = 1
     warmup: int = 10
     repeats: int = 30
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and input; torch runtime)
+    layout: str = "NCHW"  # NCHW | NHWC (channels_last; torch runtime)
 
     def settings(self) -> RuntimeSettings:
         """The runtime settings part (checked: the runtime must be installed)."""
         check_runtime(self.runtime)
+        check_format(self.runtime, self.dtype, self.layout)
         check_choice(self.statistic, "latency.statistic", STATISTICS)
         check_choice(self.clock, "latency.clock", tuple(CLOCKS))
         if self.clock == "cpu" and self.threads != 1:
             raise ConfigError("latency.clock", "cpu measures one thread's time",
                               "use latency.threads=1 with it, or latency.clock=wall")
-        return RuntimeSettings(runtime=self.runtime, threads=self.threads, batch=self.batch)
+        return RuntimeSettings(runtime=self.runtime, threads=self.threads, batch=self.batch,
+                               dtype=self.dtype, layout=self.layout)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class Latency:
     threads: int
     runtime: str = "torch"
     min_ms: float = 0.0
+    dtype: str = "float32"  # of the weights and the input
+    layout: str = "NCHW"  # NCHW (contiguous) | NHWC (channels_last)
 
     def value(self, statistic: str = "median") -> float:
         """The median or the minimum of the repeats (ms)."""
@@ -69,30 +81,33 @@ class Latency:
 
 def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
                    warmup: int = 10, repeats: int = 30, runtime: str = "torch",
-                   clock: str = "wall") -> Latency:
-    """Median time of one inference of ``model`` on an input of ``input_shape``."""
+                   clock: str = "wall", dtype: str = "float32", layout: str = "NCHW") -> Latency:
+    """Median time of one inference of ``model`` on an input of ``input_shape``, in ``dtype``
+    and ``layout`` (``model`` is converted in place when they are not float32 NCHW)."""
     settings = LatencyConfig(runtime=runtime, threads=threads, batch=input_shape[0],
-                             clock=clock).settings()
+                             clock=clock, dtype=dtype, layout=layout).settings()
     with torch_threads(threads):
         call = make_call(model, input_shape, settings)
         stats = measure_calls({"model": call}, warmup, repeats, clock=clock)["model"]
     return Latency(stats["median_ms"], stats["iqr_ms"], repeats, threads, runtime,
-                   stats["min_ms"])
+                   stats["min_ms"], dtype, layout)
 
 
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,
-            runtime: str = "torch", batch: int = 1, clock: str = "wall") -> Latency:
+            runtime: str = "torch", batch: int = 1, clock: str = "wall", dtype: str = "float32",
+            layout: str = "NCHW") -> Latency:
     """Latency of the network ``arch`` describes at its deployment resolution."""
     arch = load_arch(arch)
     shape = (batch, arch.in_channels, arch.resolution, arch.resolution)
     return measure_module(build(arch), shape, threads=threads, warmup=warmup, repeats=repeats,
-                          runtime=runtime, clock=clock)
+                          runtime=runtime, clock=clock, dtype=dtype, layout=layout)
 
 
 def measure_config(arch: ArchSpec | str, cfg: LatencyConfig) -> Latency:
     """:func:`measure` with the settings of a ``latency`` config node."""
     return measure(arch, threads=cfg.threads, warmup=cfg.warmup, repeats=cfg.repeats,
-                   runtime=cfg.runtime, batch=cfg.batch, clock=cfg.clock)
+                   runtime=cfg.runtime, batch=cfg.batch, clock=cfg.clock, dtype=cfg.dtype,
+                   layout=cfg.layout)
 
 
 def busy_message(latency: Latency) -> str:

@@ -2,7 +2,8 @@
 
 A runtime turns a module and an input shape into a call that runs one inference; the timing
 (warm-up, repeats, median) is the same for every runtime (:mod:`mbnas.cost.device_script`).
-Inputs are float32, NCHW, at the batch size the settings state.
+Inputs are float32 NCHW by default; the torch runtime also measures bfloat16 / float16 weights
+and inputs and the NHWC (channels_last) layout, as the settings state.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from mbnas.errors import ConfigError, MbnasError
 from mbnas.version import __version__
 
 RUNTIMES = ("torch", "onnxruntime")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LAYOUTS = ("NCHW", "NHWC")  # NHWC: torch.channels_last
 ONNX_OPSET = 17
 
 
@@ -54,6 +57,19 @@ def check_runtime(runtime: str) -> None:
                              ) from None
 
 
+def check_format(runtime: str, dtype: str, layout: str) -> None:
+    """ConfigError unless ``runtime`` can measure in ``dtype`` and ``layout``."""
+    if dtype not in DTYPES:
+        raise ConfigError("latency.dtype", f"unknown dtype {dtype!r}",
+                          f"use one of {', '.join(DTYPES)}")
+    if layout not in LAYOUTS:
+        raise ConfigError("latency.layout", f"unknown layout {layout!r}",
+                          f"use one of {', '.join(LAYOUTS)}")
+    if runtime != "torch" and (dtype, layout) != ("float32", "NCHW"):
+        raise ConfigError("latency.runtime", f"{runtime} measures float32 NCHW exports only",
+                          "use latency.runtime=torch for other dtypes and layouts")
+
+
 def runtime_versions(settings: RuntimeSettings) -> dict[str, str]:
     """The versions the measured latency depends on: mbnas, torch and the runtime's own."""
     versions = {"mbnas": __version__, "torch": torch.__version__}
@@ -85,8 +101,12 @@ def make_call(module: torch.nn.Module, shape: tuple[int, ...], settings: Runtime
     shape = batched(shape, settings.batch)
     if settings.runtime == "onnxruntime":
         return onnxruntime_call(onnx_bytes(module, shape), shape, settings.threads)
-    module = module.eval()
-    x = torch.randn(*shape)
+    module, x = module.eval(), torch.randn(*shape)
+    if settings.dtype != "float32":
+        module, x = module.to(DTYPES[settings.dtype]), x.to(DTYPES[settings.dtype])
+    if settings.layout == "NHWC" and len(shape) == 4:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def call() -> Any:
         with torch.inference_mode():

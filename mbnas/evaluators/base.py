@@ -20,6 +20,7 @@ from torch import nn
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.data import DataConfig
+from mbnas.precision import FP32, Precision
 from mbnas.run_folder import RunFolder
 from mbnas.space import SearchSpace
 from mbnas.tensorboard import TrialLog
@@ -48,13 +49,15 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class EvaluationContext:
-    """What a search gives every evaluator: data, device, seed, the space and its budget."""
+    """What a search gives every evaluator: data, device, seed, the space and its budget, and
+    the precision and layout training runs in."""
 
     data: DataConfig
     device: torch.device
     seed: int
     space: SearchSpace
     budget: Budget
+    precision: Precision = FP32
 
 
 class Evaluator(ABC):
@@ -67,12 +70,19 @@ class Evaluator(ABC):
     # What progress lines and summaries call the score: only evaluators that train and validate
     # measure an accuracy (the study stores it as "accuracy" either way).
     score_name: ClassVar[str] = "accuracy"
+    # Whether it warms a supernet up once per run (:meth:`warm_up`, `python -m mbnas warmup`).
+    warms_up: ClassVar[bool] = False
 
     def __init__(self, cfg: EvaluatorConfig, context: EvaluationContext) -> None:
         self.cfg, self.context = cfg, context
 
     def prepare(self, run: RunFolder) -> None:
         """Work done once per run before the first trial, resumable (nothing by default)."""
+        return None
+
+    def warm_up(self, run: RunFolder) -> None:
+        """Train the run's supernet once (resumable; waits for a worker already at it);
+        data-parallel under torchrun. Nothing for evaluators that do not ``warms_up``."""
         return None
 
     def restore(self, run: RunFolder) -> None:

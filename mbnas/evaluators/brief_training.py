@@ -14,6 +14,7 @@ from mbnas.arch import ArchSpec
 from mbnas.data import make_loader
 from mbnas.errors import Diverged
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.precision import FP32, Precision
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
     OptimConfig,
@@ -38,17 +39,20 @@ class BriefTrainingConfig(EvaluatorConfig):
 
 
 def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimConfig,
-                  log: TrialLog | None = None) -> float:
-    """``steps`` optimiser steps with a cosine schedule; returns the last loss (NaN if none).
-    A non-finite loss raises :class:`~mbnas.errors.Diverged` naming the step."""
+                  log: TrialLog | None = None, precision: Precision = FP32) -> float:
+    """``steps`` optimiser steps with a cosine schedule under ``precision``; returns the last
+    loss (NaN if none). A non-finite loss raises :class:`~mbnas.errors.Diverged` naming the
+    step."""
     if steps <= 0:
         return float("nan")
+    precision.model(model)
     optimizer, scheduler, criterion = make_optimization(model, optim, steps)
+    scaler = precision.scaler()
     loss = float("nan")
     for step in range(steps):
         try:
             loss = train_step(model, next(batches), optimizer, scheduler, criterion,
-                              grad_clip=optim.grad_clip)
+                              grad_clip=optim.grad_clip, precision=precision, scaler=scaler)
         except Diverged as error:
             raise Diverged(f"{error} at training step {step + 1} of {steps} (lr {optim.lr:g})"
                            ) from None

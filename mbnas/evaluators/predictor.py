@@ -31,13 +31,12 @@ from mbnas.errors import ConfigError
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.evaluators.registry import register
 from mbnas.evaluators.zero_cost import ZeroCostConfig, ZeroCostEvaluator, reference_spread
-from mbnas.locking import file_lock
 from mbnas.predictor import RidgePredictor
 from mbnas.proxies import scoring_copy
 from mbnas.run_folder import RunFolder
 from mbnas.supernet import Supernet
 from mbnas.supernet.network import SHARING
-from mbnas.supernet.training import RULES, SandwichConfig, subnet, train_supernet
+from mbnas.supernet.training import RULES, SandwichConfig, shared_warmup, subnet
 from mbnas.tensorboard import TrialLog
 from mbnas.train import OptimConfig, check_finite, check_optim_config
 from mbnas.validation import check_choice, check_float, check_int
@@ -82,6 +81,7 @@ class PredictorEvaluator(Evaluator):
     score_name = "score"
     config = PredictorConfig
     exports_weights = True
+    warms_up = True
     cfg: PredictorConfig
 
     def __init__(self, cfg: PredictorConfig, context: EvaluationContext) -> None:
@@ -94,16 +94,19 @@ class PredictorEvaluator(Evaluator):
         self.reference: dict[str, tuple[float, float]] = {}
 
     def prepare(self, run: RunFolder) -> None:
-        with file_lock(run.supernet_lock, "the supernet warm-up"):
-            train_supernet(self.supernet, self.context.space, self.train_loader,
-                           SandwichConfig(steps=self.cfg.warmup_steps, rule=self.cfg.rule,
-                                          num_random=self.cfg.num_random, distill=False,
-                                          seed=self.context.seed, optim=self.cfg.optim),
-                           checkpoint=run.supernet, progress=True)
+        self.warm_up(run)
         path = run.path / LABELS_FILE
         if not path.is_file():
             self._label_and_fit(path)
         self._load(path)
+
+    def warm_up(self, run: RunFolder) -> None:
+        shared_warmup(self.supernet, self.context.space, self.context.data,
+                      SandwichConfig(steps=self.cfg.warmup_steps, rule=self.cfg.rule,
+                                     num_random=self.cfg.num_random, distill=False,
+                                     seed=self.context.seed, optim=self.cfg.optim),
+                      checkpoint=run.supernet, lock=run.supernet_lock,
+                      precision=self.context.precision)
 
     def restore(self, run: RunFolder) -> None:
         if not (run.path / LABELS_FILE).is_file() or not run.supernet.is_file():

@@ -42,5 +42,6 @@ class ScratchEvaluator(BriefTrainingEvaluator):
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         self.seed_for(arch)
         model = build(arch).to(self.context.device)
-        train_briefly(model, self.batches, self.cfg.train_steps, self.cfg.optim, log)
+        train_briefly(model, self.batches, self.cfg.train_steps, self.cfg.optim, log,
+                      self.context.precision)
         return model

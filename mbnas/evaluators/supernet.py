@@ -20,11 +20,10 @@ from mbnas.evaluators.brief_training import (
     train_briefly,
 )
 from mbnas.evaluators.registry import register
-from mbnas.locking import file_lock
 from mbnas.run_folder import RunFolder
 from mbnas.supernet import Supernet
 from mbnas.supernet.network import SHARING
-from mbnas.supernet.training import SandwichConfig, subnet, train_supernet
+from mbnas.supernet.training import SandwichConfig, shared_warmup, subnet
 from mbnas.tensorboard import TrialLog
 from mbnas.validation import check_choice, check_int
 
@@ -57,6 +56,7 @@ class SupernetEvaluator(BriefTrainingEvaluator):
     name = "supernet"
     config = SupernetConfig
     exports_weights = True
+    warms_up = True
     cfg: SupernetConfig
 
     def __init__(self, cfg: SupernetConfig, context: EvaluationContext) -> None:
@@ -70,14 +70,17 @@ class SupernetEvaluator(BriefTrainingEvaluator):
         self.supernet = Supernet(space, sharing=cfg.sharing).to(context.device)
 
     def prepare(self, run: RunFolder) -> None:
+        self.warm_up(run)
+
+    def warm_up(self, run: RunFolder) -> None:
         sandwich = SandwichConfig(steps=self.cfg.warmup_steps, num_random=self.cfg.num_random,
                                   distill=self.cfg.distill, seed=self.context.seed,
                                   optim=self.cfg.optim)
         # Workers sharing a run folder take turns: the first warms up, the others resume its
         # finished checkpoint (which makes their training a no-op).
-        with file_lock(run.supernet_lock, "the supernet warm-up"):
-            train_supernet(self.supernet, self.warmup_space, self.train_loader, sandwich,
-                           checkpoint=run.supernet, progress=True)
+        shared_warmup(self.supernet, self.warmup_space, self.context.data, sandwich,
+                      checkpoint=run.supernet, lock=run.supernet_lock,
+                      precision=self.context.precision)
 
     def restore(self, run: RunFolder) -> None:
         if not run.supernet.is_file():
@@ -89,5 +92,6 @@ class SupernetEvaluator(BriefTrainingEvaluator):
         self.seed_for(arch)
         model = subnet(self.supernet, arch, self.bn_loader, self.cfg.bn_images)
         finetune = dataclasses.replace(self.cfg.optim, lr=self.cfg.finetune_lr, warmup_steps=0)
-        train_briefly(model, self.batches, self.cfg.finetune_steps, finetune, log)
+        train_briefly(model, self.batches, self.cfg.finetune_steps, finetune, log,
+                      self.context.precision)
         return model

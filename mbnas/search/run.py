@@ -26,6 +26,7 @@ from mbnas.budget import Budget, check_reachable
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import dataset_num_classes
+from mbnas.distributed import setup as setup_distributed
 from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators import (
     EvaluationContext,
@@ -38,6 +39,7 @@ from mbnas.evaluators import (
 from mbnas.export import Exported, ExportRequest, export_arch, export_trial
 from mbnas.locking import file_lock
 from mbnas.machine_load import busy_note
+from mbnas.precision import resolve_precision
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
@@ -128,14 +130,20 @@ def smallest_costs(space: SearchSpace, estimate_latency: Callable[[ArchSpec], fl
 
 def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget
                        ) -> EvaluationContext:
-    """What the run's evaluator gets: its data, device, seed, space and budget."""
-    return EvaluationContext(cfg.data, resolve_device(cfg.device), cfg.seed, space, budget)
+    """What the run's evaluator gets: its data, device (this rank's GPU under torchrun), seed,
+    space, budget and precision."""
+    _, device = setup_distributed(cfg.device)
+    return EvaluationContext(cfg.data, device, cfg.seed, space, budget,
+                             resolve_precision(cfg.amp, cfg.channels_last, device))
 
 
 def prepare(cfg: SearchConfig) -> SearchRun:
     """Check every input and budget before any training; bad input raises ConfigError."""
     budget = Budget.from_config(cfg.budget)
     check_search_config(cfg)
+    # Recorded as resolved (config.yaml says bf16, not auto), free to differ between workers.
+    precision = resolve_precision(cfg.amp, cfg.channels_last, resolve_device(cfg.device))
+    cfg = dataclasses.replace(cfg, amp=precision.amp, channels_last=precision.channels_last)
     evaluator = evaluator_config(cfg.evaluator)
     space = search_space(cfg)
     estimate = latency_estimator(cfg.latency, space)

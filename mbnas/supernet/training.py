@@ -13,8 +13,10 @@ of an uninterrupted one. The device is the supernet's: move it to CUDA and nothi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +28,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mbnas.arch import ArchSpec
-from mbnas.data import EpochSampler, set_epoch
+from mbnas.data import DataConfig, EpochSampler, make_loader, set_epoch
+from mbnas.distributed import (
+    average_gradients,
+    barrier,
+    current_world,
+    local_batch,
+    mean_across,
+    read_checkpoint,
+)
 from mbnas.errors import Diverged
+from mbnas.locking import file_lock
+from mbnas.precision import FP32, Precision, optimizer_step, scaled_backward
 from mbnas.resume import check_resumable
 from mbnas.space import SearchSpace
 from mbnas.supernet.network import Supernet
@@ -90,17 +102,22 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tensor,
-                  labels: torch.Tensor, criterion: nn.Module, distill: bool) -> float:
+                  labels: torch.Tensor, criterion: nn.Module, distill: bool, *,
+                  precision: Precision = FP32, scaler: torch.amp.GradScaler | None = None
+                  ) -> float:
     """Forward and backward every member in ``archs`` (largest first); return the first's loss.
 
-    Gradients accumulate; the caller zeroes them before and steps the optimiser after. A
+    Gradients accumulate; the caller zeroes them before and steps the optimiser after (and, with
+    several processes, averages them once: :func:`mbnas.distributed.average_gradients`). A
     member's non-finite loss raises :class:`~mbnas.errors.Diverged` before its backward pass.
     """
     supernet.train()
+    images = precision.inputs(images)
     teacher, first_loss = None, 0.0
     for arch in archs:
         supernet.set_active(arch)
-        logits = supernet(images)
+        with precision.autocast():
+            logits = supernet(images).float()
         if teacher is None or not distill:
             loss = criterion(logits, labels)
         else:
@@ -108,7 +125,7 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
         check_finite(float(loss.detach()), f"the loss of member {arch.name}")
         if teacher is None:
             teacher, first_loss = logits.detach().softmax(dim=1), float(loss.detach())
-        loss.backward()
+        scaled_backward(loss, scaler)
     return first_loss
 
 
@@ -121,21 +138,28 @@ def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int,
 
 def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterable,
                    cfg: SandwichConfig, *, checkpoint: Path | None = None,
-                   progress: bool = True) -> SandwichResult:
+                   progress: bool = True, precision: Precision = FP32) -> SandwichResult:
     """Warm up ``supernet`` for ``cfg.steps`` sandwich steps, resuming from ``checkpoint``.
 
-    A finished checkpoint makes this a no-op, so every process of a run can call it. A
-    non-finite loss or weights raise :class:`~mbnas.errors.Diverged`, the checkpoint on disk
-    left as it was: weights holding NaN never replace finite ones.
+    A finished checkpoint makes this a no-op, so every process of a run can call it. Under
+    torchrun every rank calls it with its shard of the data (``make_loader(..., shard=)`` at
+    ``batch_size / ranks``): all ranks draw the same members (one seed), gradients of all
+    members are averaged once per step, rank 0 alone writes the checkpoint, which any number of
+    processes can resume. A non-finite loss or weights raise :class:`~mbnas.errors.Diverged`,
+    the checkpoint on disk left as it was: weights holding NaN never replace finite ones (under
+    torchrun the failing rank ends the group).
     """
     check_sandwich_config(cfg)
     device = model_device(supernet)
+    main = current_world().main
+    precision.model(supernet)
     optimizer, scheduler, criterion = make_optimization(supernet, cfg.optim, cfg.steps)
+    scaler = precision.scaler()
     rng, stream, step = random.Random(cfg.seed), BatchStream(train_loader), 0
     history: list[float] = []  # every step's loss since the start, kept in the checkpoint
     settings = _settings(cfg, space)
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint)
+    if state is not None:
         check_resumable(state.get("settings", {}), settings, where=str(checkpoint),
                         problem="was written by a run with other settings",
                         fix="use the same settings, or delete the checkpoint to start afresh")
@@ -146,30 +170,37 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
         rng.setstate(_python_state(state["sampler"]))
         stream = BatchStream(train_loader, **state["data"])
         restore_rng_state(state["rng"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step = state["step"]
         history = list(state.get("losses", []))
+        if progress and main and step >= cfg.steps:
+            print(f"supernet warm-up already done ({checkpoint}, {step} steps): its weights "
+                  "are loaded, candidates are only scored", file=sys.stderr, flush=True)
     losses: list[float] = []
     saved = step if checkpoint is not None and Path(checkpoint).is_file() else None
-    with tqdm(total=cfg.steps, initial=step, disable=not progress, desc="supernet warm-up",
-              unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=cfg.steps, initial=step, disable=not (progress and main),
+              desc="supernet warm-up", unit="step", dynamic_ncols=True) as bar:
         while step < cfg.steps:
             images, labels = (t.to(device, non_blocking=True) for t in stream.next())
             optimizer.zero_grad(set_to_none=True)
             archs = sandwich_members(space, rng, cfg.num_random, cfg.rule)
             distill = cfg.distill and cfg.rule == "sandwich"
             try:
-                losses.append(sandwich_step(supernet, archs, images, labels, criterion, distill))
+                loss = sandwich_step(supernet, archs, images, labels, criterion, distill,
+                                     precision=precision, scaler=scaler)
             except Diverged as error:
                 raise warmup_diverged(error, step, cfg, checkpoint, saved) from None
+            average_gradients(supernet.parameters())
+            losses.append(mean_across(loss))
             history.append(losses[-1])
-            if cfg.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(supernet.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+            optimizer_step(optimizer, supernet.parameters(), cfg.optim.grad_clip, scaler)
             scheduler.step()
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
-            if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            if main and checkpoint is not None and (step % cfg.checkpoint_every == 0
+                                                    or step == cfg.steps):
                 # Once finished, the optimiser state (as large as the weights) is never needed.
                 done = step == cfg.steps
                 if non_finite(supernet.state_dict()):
@@ -180,8 +211,10 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                     "settings": settings, "step": step, "model": supernet.state_dict(),
                     "optimizer": None if done else optimizer.state_dict(),
                     "scheduler": None if done else scheduler.state_dict(),
+                    "scaler": None if done else scaler.state_dict(),
                     "sampler": rng.getstate(), "data": stream.position(),
                     "rng": capture_rng_state(), "losses": history})
+    barrier()  # the finished checkpoint is on disk before any rank moves on
     return SandwichResult(step, tuple(losses))
 
 
@@ -194,6 +227,25 @@ def warmup_diverged(error: Diverged, step: int, cfg: SandwichConfig, checkpoint:
                     f"{kept}; start a new run (another name=) with a lower evaluator.optim.lr "
                     f"(now {cfg.optim.lr:g}), evaluator.optim.grad_clip=1 or more "
                     "evaluator.optim.warmup_steps")
+
+
+def shared_warmup(supernet: Supernet, space: SearchSpace, data: DataConfig,
+                  cfg: SandwichConfig, *, checkpoint: Path, lock: Path,
+                  precision: Precision = FP32) -> SandwichResult:
+    """A run's warm-up, done once by all the processes that share its folder.
+
+    Search workers take turns on ``lock``: the first warms up (or resumes), the others wait,
+    saying so, and then load its finished checkpoint. Under torchrun (``python -m mbnas
+    warmup``) the ranks train together on their shards of ``data``, rank 0 holding the lock.
+    """
+    world = current_world()
+    loader = make_loader(data, "train", shuffle=True, shard=world.shard,
+                         batch_size=local_batch(data.batch_size, world))
+    what = "the supernet warm-up (another process runs it; this one will then only score)"
+    guard = file_lock(lock, what) if world.main else contextlib.nullcontext()
+    with guard:
+        return train_supernet(supernet, space, loader, cfg, checkpoint=checkpoint,
+                              progress=True, precision=precision)
 
 
 def warmup_losses(checkpoint: Path) -> list[float]:

@@ -1,0 +1,284 @@
+"""Data parallelism on CPU with two gloo processes: the same weights as one process on the same
+global batch, a killed rank resumed with another number of processes, and AMP / channels_last.
+
+Two processes are started with torch.multiprocessing (forked: no second import of torch, which
+costs seconds on a busy machine) and join their group as torchrun's do, through RANK /
+WORLD_SIZE / MASTER_ADDR=127.0.0.1 / MASTER_PORT. BatchNorm normalises each
+rank's images on their own statistics (DistributedDataParallel's semantics without
+SyncBatchNorm, which torch has for GPUs only), so "one process on the same global batch" is one
+process that accumulates the gradients of the ranks' halves of each global batch (``images[r::2]``,
+the interleaved shards), averaged: weights agree to atol 1e-5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from mbnas.architectures import load_arch
+from mbnas.data import DataConfig, make_loader, set_epoch
+from mbnas.distributed import World, average_gradients, local_batch, setup, teardown
+from mbnas.errors import ConfigError
+from mbnas.nn import build
+from mbnas.precision import Precision, resolve_precision
+from mbnas.space import space_from_dict
+from mbnas.supernet import Supernet
+from mbnas.supernet.training import (
+    BatchStream,
+    SandwichConfig,
+    sandwich_members,
+    sandwich_step,
+    shared_warmup,
+    train_supernet,
+)
+from mbnas.train import OptimConfig, load_checkpoint, make_optimization
+from mbnas.trainer import TrainConfig, train
+
+ATOL = 1e-5
+SPACE = space_from_dict({
+    "name": "tiny", "resolution": 16, "num_classes": 4, "per": "block", "dropout": 0.0,
+    "stem": {"out": [8, 16], "stride": 1},
+    "stages": [
+        {"block": ["mbconv", "fused"], "kernel": [3, 5], "expand": [1, 3], "se": [0, 0.25],
+         "act": ["relu", "hswish"], "depth": [1, 2], "out": [8, 16], "stride": 2},
+        {"block": "mbconv", "kernel": [3, 5], "expand": [3, 6], "depth": [1, 2],
+         "out": [16, 24], "stride": 2},
+    ],
+    "head": {"channels": [32, 48]},
+})
+# 53 images: 5 for validation, 48 = 3 global batches of 16 to train on.
+DATA = DataConfig(resolution=16, num_classes=4, synthetic_size=53, batch_size=16, seed=1)
+WARMUP = SandwichConfig(steps=6, num_random=1, distill=True, seed=3, checkpoint_every=2,
+                        optim=OptimConfig(lr=0.1, warmup_steps=2, grad_clip=5.0))
+ARCH = {"name": "tiny_net", "resolution": 16, "num_classes": 4, "dropout": 0.0,
+        "stem": {"out": 8, "stride": 1},
+        "stages": [{"block": "mbconv", "kernel": 3, "expand": 3, "out": 16, "depth": 2,
+                    "stride": 2, "se": 0.25, "act": "hswish"}],
+        "head": {"channels": 32}}
+
+
+# ---------------------------------------------------------------- two processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, task: str, args: dict) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    setup("cpu")
+    try:
+        TASKS[task](rank, **args)
+    finally:
+        teardown()
+
+
+def run_ranks(task: str, world: int = 2, timeout: float = 120, **args) -> list[int | None]:
+    """Run ``TASKS[task]`` in ``world`` fresh processes; their exit codes (None: killed here
+    after ``timeout``)."""
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    port = free_port()
+    processes = [context.Process(target=_worker, args=(rank, world, port, task, args))
+                 for rank in range(world)]
+    for process in processes:
+        process.start()
+    codes = []
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            codes.append(None)
+        else:
+            codes.append(process.exitcode)
+    return codes
+
+
+def warmup_task(rank: int, folder: str, kill_at: int | None = None) -> None:
+    if kill_at is not None and rank == 1:
+        served = {"batches": 0}
+        original = BatchStream.next
+
+        def next_or_die(self):
+            served["batches"] += 1
+            if served["batches"] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self)
+
+        BatchStream.next = next_or_die
+    torch.manual_seed(0)
+    shared_warmup(Supernet(SPACE), SPACE, DATA, WARMUP, checkpoint=Path(folder) / "supernet.pt",
+                  lock=Path(folder) / "supernet.lock")
+
+
+def train_task(rank: int, folder: str) -> None:
+    train(train_config(folder))
+
+
+TASKS = {"warmup": warmup_task, "train": train_task}
+
+
+# ---------------------------------------------------------------- one-process references
+
+
+def reference_warmup(steps: int, chunked_steps: int) -> Supernet:
+    """One process on the same global batches: the first ``chunked_steps`` as two accumulated
+    halves (what two ranks compute), the rest whole (what one rank computes)."""
+    torch.manual_seed(0)
+    supernet = Supernet(SPACE)
+    optimizer, scheduler, criterion = make_optimization(supernet, WARMUP.optim, WARMUP.steps)
+    rng, stream = random.Random(WARMUP.seed), BatchStream(make_loader(DATA, "train",
+                                                                      shuffle=True))
+    for step in range(steps):
+        images, labels = stream.next()
+        optimizer.zero_grad(set_to_none=True)
+        archs = sandwich_members(SPACE, rng, WARMUP.num_random)
+        halves = 2 if step < chunked_steps else 1
+        for half in range(halves):
+            sandwich_step(supernet, archs, images[half::halves], labels[half::halves],
+                          criterion, distill=True)
+        for parameter in supernet.parameters():
+            if parameter.grad is not None:
+                parameter.grad /= halves
+        torch.nn.utils.clip_grad_norm_(supernet.parameters(), WARMUP.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+    return supernet
+
+
+def train_config(folder: str) -> TrainConfig:
+    arch = Path(folder) / "tiny_net.yaml"
+    if not arch.is_file():
+        arch.write_text(yaml.safe_dump(ARCH))
+    return TrainConfig(arch=str(arch), name="tiny", runs_dir=folder, epochs=1, bn_images=0,
+                       device="cpu", progress=False, data=DATA,
+                       optim=OptimConfig(lr=0.1, warmup_steps=0, grad_clip=5.0))
+
+
+def assert_same_parameters(state: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(state[name], parameter.detach(), atol=ATOL, rtol=0,
+                                   msg=lambda message, name=name: f"{name}: {message}")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_shards_make_up_the_global_batch():
+    data = dataclasses.replace(DATA, augment=False)
+    whole = next(iter(make_loader(data, "train", shuffle=True)))[0]
+    for ranks in (2, 4):
+        world = World(0, ranks)
+        parts = [next(iter(make_loader(data, "train", shuffle=True, shard=(rank, ranks),
+                                       batch_size=local_batch(16, world))))[0]
+                 for rank in range(ranks)]
+        for rank, part in enumerate(parts):
+            assert torch.equal(part, whole[rank::ranks])
+    served = []
+    for rank in range(3):  # evaluation shards serve every image once, uneven or not
+        loader = make_loader(DATA, "val", shard=(rank, 3))
+        set_epoch(loader, 0)
+        served += list(loader.sampler)
+    assert sorted(served) == list(range(5))
+    with pytest.raises(ConfigError, match="data.batch_size.*multiple of 3"):
+        local_batch(16, World(0, 3))
+
+
+def test_warmup_on_two_processes_equals_one_on_the_global_batch(tmp_path):
+    assert run_ranks("warmup", folder=str(tmp_path)) == [0, 0]
+    state = load_checkpoint(tmp_path / "supernet.pt")
+    assert state["step"] == WARMUP.steps
+    assert_same_parameters(state["model"], reference_warmup(WARMUP.steps, WARMUP.steps))
+
+
+def test_killed_rank_resumes_on_one_process(tmp_path):
+    # Rank 1 dies fetching its 5th batch: step 4 was checkpointed, rank 0 fails at step 5.
+    codes = run_ranks("warmup", folder=str(tmp_path), kill_at=5, timeout=60)
+    assert codes[1] == -signal.SIGKILL and codes[0] != 0
+    checkpoint = tmp_path / "supernet.pt"
+    assert load_checkpoint(checkpoint)["step"] == 4
+    torch.manual_seed(123)  # a new process: its own initialisation, overwritten by the resume
+    resumed = Supernet(SPACE)
+    result = train_supernet(resumed, SPACE, make_loader(DATA, "train", shuffle=True), WARMUP,
+                            checkpoint=checkpoint, progress=False)
+    assert result.step == WARMUP.steps and len(result.losses) == 2
+    assert_same_parameters(dict(resumed.named_parameters()), reference_warmup(WARMUP.steps, 4))
+
+
+def test_train_on_two_processes_equals_one_on_the_global_batch(tmp_path):
+    assert run_ranks("train", folder=str(tmp_path)) == [0, 0]
+    result = yaml.safe_load((tmp_path / "tiny" / "result.json").read_text())
+    assert result["processes"] == 2 and result["steps"] == 3
+    assert result["samples"] == 5  # validation summed over both ranks' shards
+    cfg = train_config(str(tmp_path))
+    torch.manual_seed(cfg.seed)
+    model = build(load_arch(cfg.arch))
+    optimizer, scheduler, criterion = make_optimization(model, cfg.optim, 3)
+    loader = make_loader(cfg.data, "train", drop_last=True)
+    set_epoch(loader, 0)
+    for images, labels in loader:
+        optimizer.zero_grad(set_to_none=True)
+        for half in range(2):
+            (criterion(model(images[half::2]), labels[half::2]) / 2).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+    assert_same_parameters(torch.load(tmp_path / "tiny" / "model.pt"), model)
+
+
+def test_average_gradients_is_a_no_op_in_one_process():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    parameter.grad = torch.full((3,), 2.0)
+    average_gradients([parameter])
+    assert torch.equal(parameter.grad, torch.full((3,), 2.0))
+
+
+# ---------------------------------------------------------------- precision and layout
+
+
+def test_precision_defaults_and_refusals():
+    cpu = resolve_precision("auto", None, torch.device("cpu"))
+    assert (cpu.amp, cpu.channels_last) == ("off", False)
+    assert resolve_precision("bf16", True, torch.device("cpu")) == Precision("bf16", True, "cpu")
+    with pytest.raises(ConfigError, match="amp"):
+        resolve_precision("fp8", None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", [Precision("bf16", True), Precision("fp16", False)])
+def test_warmup_runs_in_mixed_precision_on_cpu(tmp_path, precision):
+    torch.manual_seed(0)
+    supernet = Supernet(SPACE)
+    cfg = dataclasses.replace(WARMUP, steps=2)
+    result = train_supernet(supernet, SPACE, make_loader(DATA, "train", shuffle=True), cfg,
+                            checkpoint=tmp_path / "supernet.pt", progress=False,
+                            precision=precision)
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    if precision.channels_last:
+        weight = supernet.stem.module.conv.weight
+        assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.isfinite(p).all() for p in supernet.parameters())
+
+
+def test_train_records_precision_and_runs_bf16_channels_last(tmp_path):
+    cfg = dataclasses.replace(train_config(str(tmp_path)), amp="bf16", channels_last=True)
+    outcome = train(cfg)
+    saved = yaml.safe_load((tmp_path / "tiny" / "config.yaml").read_text())
+    assert (saved["amp"], saved["channels_last"]) == ("bf16", True)
+    assert 0.0 <= outcome.result["accuracy"] <= 1.0
+    auto = dataclasses.replace(cfg, amp="auto", channels_last=None, name="auto")
+    train(auto)
+    saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert (saved["amp"], saved["channels_last"]) == ("off", False)  # CPU defaults, resolved
