@@ -46,6 +46,13 @@ class TrialLog:
         train/loss``)."""
         self.writer.add_scalar(f"{self.group}/{tag}", value, step)
 
+    def evaluation(self, group: str, values: Mapping[str, float], seconds: float) -> None:
+        """What a candidate was scored from (``group/name``: its proxies, predictions, validation
+        metrics) and the seconds scoring took."""
+        for name, value in values.items():
+            self.scalar(f"{group}/{name}", value, 0)
+        self.scalar("time/evaluation_s", seconds, 0)
+
     def finish(self, choices: Mapping[str, Any], metrics: Mapping[str, float | None]) -> None:
         """The trial's HParams row: its architecture choices and its metrics."""
         hparams = {key: hparam_value(value) for key, value in choices.items()}

@@ -83,9 +83,7 @@ class BriefTrainingEvaluator(Evaluator):
         check_finite(result.loss, "the validation loss")  # its accuracy would mean nothing
         seconds = time.perf_counter() - start
         if log is not None:
-            log.scalar("val/accuracy", result.accuracy, 0)
-            log.scalar("val/loss", result.loss, 0)
-            log.scalar("time/evaluation_s", seconds, 0)
+            log.evaluation("val", {"accuracy": result.accuracy, "loss": result.loss}, seconds)
         return Evaluation(result.accuracy, seconds)
 
     def seed_for(self, arch: ArchSpec) -> None:

@@ -172,9 +172,7 @@ class PredictorEvaluator(Evaluator):
         score = z["prediction"] + self.cfg.proxy_weight * z["naswot"]
         seconds = time.perf_counter() - start
         if log is not None:
-            for name, value in values.items():
-                log.scalar(f"predictor/{name}", value, 0)
-            log.scalar("time/evaluation_s", seconds, 0)
+            log.evaluation("predictor", values, seconds)
         return Evaluation(score, seconds, values)
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:

@@ -161,7 +161,5 @@ class ZeroCostEvaluator(Evaluator):
         score = self.score(values)
         seconds = time.perf_counter() - start
         if log is not None:
-            for name, value in values.items():
-                log.scalar(f"zero_cost/{name}", value, 0)
-            log.scalar("time/evaluation_s", seconds, 0)
+            log.evaluation("zero_cost", values, seconds)
         return Evaluation(score, seconds, values)

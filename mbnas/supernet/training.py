@@ -109,11 +109,12 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
 
     Gradients accumulate; the caller zeroes them before and steps the optimiser after (and, with
     several processes, averages them once: :func:`mbnas.distributed.average_gradients`). A
-    member's non-finite loss raises :class:`~mbnas.errors.Diverged` before its backward pass.
+    member's non-finite loss raises :class:`~mbnas.errors.Diverged` before the optimiser step,
+    so it never reaches the weights.
     """
     supernet.train()
     images = precision.inputs(images)
-    teacher, first_loss = None, 0.0
+    teacher, losses = None, []
     for arch in archs:
         supernet.set_active(arch)
         with precision.autocast():
@@ -122,11 +123,14 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
             loss = criterion(logits, labels)
         else:
             loss = soft_cross_entropy(logits, teacher)
-        check_finite(float(loss.detach()), f"the loss of member {arch.name}")
         if teacher is None:
-            teacher, first_loss = logits.detach().softmax(dim=1), float(loss.detach())
+            teacher = logits.detach().softmax(dim=1)
+        losses.append(loss.detach())
         scaled_backward(loss, scaler)
-    return first_loss
+    values = torch.stack(losses).tolist()  # one device sync a step, not one a member
+    for arch, value in zip(archs, values):
+        check_finite(value, f"the loss of member {arch.name}")
+    return values[0]
 
 
 def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int,
