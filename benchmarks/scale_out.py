@@ -1,6 +1,6 @@
-"""Scale out: supernet warm-up throughput with 1 and N processes, with AMP and channels_last;
-on CUDA also the largest subnet trained through the supernet vs the same architecture built as
-a plain static network (the elastic overhead).
+"""Scale out: supernet warm-up and candidate training throughput with 1 and N processes, with
+AMP and channels_last; on CUDA also the largest subnet trained through the supernet vs the same
+architecture built as a plain static network (the elastic overhead).
 
 Every figure is images per second of training data: a warm-up step takes one global batch and
 runs the sandwich members (largest, smallest, ``--random`` random ones, in-place distillation)
@@ -14,7 +14,11 @@ shapes to build plans for) and stops starting new configurations after ``--max-s
     python benchmarks/scale_out.py --device cuda --quick --out scale_out.json   # a GPU, ~3 min
 
 CPU: 1 process with all ``--threads`` vs ``--processes`` gloo processes sharing them (the same
-global batch), side by side in each repeat; then fp32 vs bf16 autocast, NCHW vs channels_last.
+global batch), side by side in each repeat, for the warm-up and for a training evaluator's
+candidate (the space's largest member, built and trained ``--steps`` steps by ``train_briefly``
+as ``evaluator=scratch`` trains it: DistributedDataParallel with several processes, its set-up
+included); then fp32 vs bf16 autocast, NCHW vs channels_last. ``--parts`` picks among
+``warmup,candidate,precision``.
 CUDA: per space (mobilenet_v3 at 224 px, batch 256; cifar at 32 px, batch 512) the warm-up in
 fp32 / bf16 / fp16 x NCHW / channels_last, and the largest member as a subnet vs static, in
 fp32 NCHW and in bf16 channels_last (target: ratio <= 1.1). The table comes last; ``--out``
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -47,6 +52,7 @@ import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from mbnas.distributed import average_gradients, setup, teardown  # noqa: E402
+from mbnas.evaluators.brief_training import train_briefly  # noqa: E402
 from mbnas.nn import build  # noqa: E402
 from mbnas.precision import Precision, optimizer_step  # noqa: E402
 from mbnas.space import load_space  # noqa: E402
@@ -71,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random", type=int, default=2, help="random members per step")
     parser.add_argument("--threads", type=int, default=2, help="CPU: cores to use in all")
     parser.add_argument("--processes", type=int, default=2, help="CPU: data-parallel processes")
+    parser.add_argument("--parts", default="warmup,candidate,precision",
+                        help="CPU: what to measure (comma-separated)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="GPU: start no configuration after this (default: 200 with --quick)")
@@ -144,7 +152,18 @@ def warmup_rate(space, batch: int, device: torch.device, precision: Precision,
 # ---------------------------------------------------------------- CPU: processes side by side
 
 
-def _rank(rank: int, world: int, port: int, args: argparse.Namespace, results) -> None:
+def candidate_seconds(space, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    """Seconds to build the space's largest member and train it ``steps`` steps on this rank's
+    share of one batch with ``train_briefly`` (data-parallel in a process group)."""
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    train_briefly(build(space.largest()), itertools.repeat((images, labels)), steps,
+                  OptimConfig(lr=0.01, grad_clip=GRAD_CLIP))
+    return time.perf_counter() - start
+
+
+def _rank(rank: int, world: int, port: int, what: str, args: argparse.Namespace,
+          results) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, args.threads // world))
@@ -154,23 +173,29 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, results) -
         images, labels = synthetic_batch(space, args.batch, torch.device("cpu"))
         share = args.batch // world
         images, labels = images[rank::world][:share], labels[rank::world][:share]
-        warmup = Warmup(space, torch.device("cpu"), Precision(), args.random, fixed=args.quick)
-        warmup.steps(images, labels, args.steps, seed=1)  # untimed, as in warmup_rate
-        seconds = warmup.steps(images, labels, args.steps, seed=1)
+        if what == "candidate":
+            candidate_seconds(space, images, labels, args.steps)  # untimed: first calls
+            seconds = candidate_seconds(space, images, labels, args.steps)
+        else:
+            warmup = Warmup(space, torch.device("cpu"), Precision(), args.random,
+                            fixed=args.quick)
+            warmup.steps(images, labels, args.steps, seed=1)  # untimed, as in warmup_rate
+            seconds = warmup.steps(images, labels, args.steps, seed=1)
         if rank == 0:
             results.put(args.batch * args.steps / seconds)
     finally:
         teardown()
 
 
-def processes_rate(world: int, args: argparse.Namespace) -> float:
-    """Warm-up images/s of ``world`` forked processes sharing ``args.threads`` cores."""
+def processes_rate(world: int, what: str, args: argparse.Namespace) -> float:
+    """Images/s of ``what`` (warmup, candidate) in ``world`` forked processes sharing
+    ``args.threads`` cores."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     context = mp.get_context("fork")
     results = context.Queue()
-    ranks = [context.Process(target=_rank, args=(rank, world, port, args, results))
+    ranks = [context.Process(target=_rank, args=(rank, world, port, what, args, results))
              for rank in range(world)]
     for process in ranks:
         process.start()
@@ -186,15 +211,26 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
           f"{args.random} random members, {args.threads} cores, {args.steps} steps x "
           f"{args.repeats} repeats (medians)", flush=True)
     worlds = sorted({1, args.processes})
-    rates: dict[int, list[float]] = {world: [] for world in worlds}
+    parts = args.parts.split(",")
+    measured = [what for what in ("warmup", "candidate") if what in parts]
+    rates = {what: {world: [] for world in worlds} for what in measured}
     for _ in range(args.repeats):  # side by side: every repeat runs each world size
+        for what in measured:
+            for world in worlds:
+                rates[what][world].append(processes_rate(world, what, args))
+    for what in measured:
+        label = "warm-up" if what == "warmup" else "candidate training"
+        print(f"\n| processes | threads each | {label} images/s | vs 1 process |\n"
+              "|---:|---:|---:|---:|")
+        base = statistics.median(rates[what][1])
         for world in worlds:
-            rates[world].append(processes_rate(world, args))
-    print("| processes | threads each | warm-up images/s | vs 1 process |\n|---:|---:|---:|---:|")
-    base = statistics.median(rates[1])
-    for world in worlds:
-        rate = statistics.median(rates[world])
-        print(f"| {world} | {max(1, args.threads // world)} | {rate:.1f} | {rate / base:.2f}x |")
+            rate = statistics.median(rates[what][world])
+            print(f"| {world} | {max(1, args.threads // world)} | {rate:.1f} | "
+                  f"{rate / base:.2f}x |")
+    results = {"processes" if what == "warmup" else "candidate_processes":
+               {str(k): v for k, v in rates[what].items()} for what in measured}
+    if "precision" not in parts:
+        return results
     torch.set_num_threads(args.threads)
     precisions = {f"{amp} {layout}": Precision(amp, cl, "cpu")
                   for amp in ("off", "bf16") for layout, cl in LAYOUTS.items()}
@@ -207,7 +243,7 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
         amp, layout = name.split()
         rate = statistics.median(values)
         print(f"| {amp} | {layout} | {rate:.1f} | {rate / base:.2f}x |")
-    return {"processes": {str(k): v for k, v in rates.items()}, "precision": mixed}
+    return {**results, "precision": mixed}
 
 
 # ---------------------------------------------------------------- CUDA

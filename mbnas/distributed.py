@@ -4,7 +4,9 @@ reading checkpoints once, and reducing gradients and sums across the ranks.
 ``torchrun --nproc_per_node=N -m mbnas <command> ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`setup` joins
 their group (gloo on CPU, NCCL on CUDA, one GPU per local rank). Without those variables a
-command is one process of a world of one and every function here does nothing.
+command is one process of a world of one and every function here does nothing. Data-parallel:
+``warmup``, ``train``, and ``search`` with a training evaluator, whose every candidate all ranks
+train together (rank 0 leading the study, :mod:`mbnas.search.data_parallel`).
 
 Semantics, the same for any number of processes: ``data.batch_size`` is the *global* batch;
 each of N ranks takes ``batch_size / N`` images of it (see :class:`mbnas.data.EpochSampler`:
@@ -175,9 +177,12 @@ def mean_across(value: float) -> float:
     return sum_across([value])[0] / current_world().size
 
 
-def evaluate_shards(model: nn.Module, loader: Iterable) -> EvalResult:
-    """:func:`mbnas.train.evaluate` of each rank's shard of ``loader``, summed over the ranks."""
-    result = evaluate(model, loader)
+def evaluate_shards(model: nn.Module, loader: Iterable, *, max_batches: int | None = None
+                    ) -> EvalResult:
+    """:func:`mbnas.train.evaluate` of each rank's shard of ``loader``, summed over the ranks
+    (every rank gets the same result). With ``max_batches`` and shards of ``batch / N`` images
+    (:func:`local_batch`), the ranks together score the same images as one process."""
+    result = evaluate(model, loader, max_batches=max_batches)
     if current_world().size == 1:
         return result
     correct, loss, samples = sum_across([result.accuracy * result.samples,
@@ -201,6 +206,16 @@ def teardown() -> None:
     """Leave the process group (at the end of a command run under torchrun)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every rank, as
+    DistributedDataParallel makes them before each forward: after data-parallel training every
+    rank then holds the network rank 0 holds (and exports)."""
+    if current_world().size == 1:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def broadcast(value: Any) -> Any:

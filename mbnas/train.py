@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -127,18 +127,23 @@ def make_optimization(model: nn.Module, cfg: OptimConfig, total_steps: int) -> O
 def train_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
                optimizer: torch.optim.Optimizer, scheduler: Any, criterion: nn.Module, *,
                grad_clip: float = 0.0, precision: Precision = FP32,
-               scaler: torch.amp.GradScaler | None = None) -> float:
+               scaler: torch.amp.GradScaler | None = None,
+               agree: Callable[[float], float] | None = None) -> float:
     """One optimiser step on ``batch`` (moved to the model's device) under ``precision``
     (``scaler``: the run's loss scaler for fp16); returns the loss.
 
-    A non-finite loss raises :class:`~mbnas.errors.Diverged` before it reaches the weights."""
+    A non-finite loss raises :class:`~mbnas.errors.Diverged` before it reaches the weights.
+    ``agree`` turns this process's loss into the one all data-parallel ranks agree on (their
+    mean, :func:`mbnas.distributed.mean_across`): checked before the backward pass, whose
+    gradient reduction waits for every rank, it makes all ranks stop at the same step."""
     device = model_device(model)
     images, labels = (t.to(device, non_blocking=True) for t in batch)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     with precision.autocast():
         loss = criterion(model(precision.inputs(images)), labels)
-    value = check_finite(float(loss.detach()), "the training loss")
+    value = float(loss.detach())
+    value = check_finite(agree(value) if agree is not None else value, "the training loss")
     scaled_backward(loss, scaler)
     optimizer_step(optimizer, model.parameters(), grad_clip, scaler)
     if scheduler is not None:

@@ -8,6 +8,12 @@ rank's images on their own statistics (DistributedDataParallel's semantics witho
 SyncBatchNorm, which torch has for GPUs only), so "one process on the same global batch" is one
 process that accumulates the gradients of the ranks' halves of each global batch (``images[r::2]``,
 the interleaved shards), averaged: weights agree to atol 1e-5.
+
+A search on two processes (`evaluator=scratch`, rank 0 leading, rank 1 following) scores each
+candidate as that one process does: the same weights (atol 1e-5; BatchNorm's running statistics
+those of rank 0's half, as DistributedDataParallel keeps them), the same validation accuracy
+(exactly) and loss (atol 1e-5), both ranks the very same; a candidate diverging on one rank only
+fails its trial on both, and the search goes on; both ranks exit cleanly.
 """
 
 from __future__ import annotations
@@ -19,17 +25,26 @@ import signal
 import socket
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
 
+import mbnas.evaluators.brief_training as brief_training
+import mbnas.search.run
+import mbnas.train
+from mbnas.__main__ import main
 from mbnas.architectures import load_arch
 from mbnas.data import DataConfig, make_loader, set_epoch
 from mbnas.distributed import World, average_gradients, local_batch, setup, teardown
-from mbnas.errors import ConfigError
+from mbnas.errors import ConfigError, MbnasError
+from mbnas.evaluators import evaluator_config
 from mbnas.nn import build
 from mbnas.precision import Precision, resolve_precision
+from mbnas.search.data_parallel import check_data_parallel
+from mbnas.search.run import load_run
+from mbnas.search.trials import TrialRecord
 from mbnas.space import space_from_dict
 from mbnas.supernet import Supernet
 from mbnas.supernet.training import (
@@ -40,7 +55,7 @@ from mbnas.supernet.training import (
     shared_warmup,
     train_supernet,
 )
-from mbnas.train import OptimConfig, load_checkpoint, make_optimization
+from mbnas.train import OptimConfig, evaluate, infinite, load_checkpoint, make_optimization
 from mbnas.trainer import TrainConfig, train
 
 ATOL = 1e-5
@@ -128,7 +143,52 @@ def train_task(rank: int, folder: str) -> None:
     train(train_config(folder))
 
 
-TASKS = {"warmup": warmup_task, "train": train_task}
+class NanFromSecondCall(torch.nn.CrossEntropyLoss):
+    """The loss, then NaN: a candidate diverging at its second step (on one rank only)."""
+
+    calls = 0
+
+    def forward(self, logits, labels):
+        self.calls += 1
+        loss = super().forward(logits, labels)
+        return loss if self.calls < 2 else loss * float("nan")
+
+
+def search_task(rank: int, folder: str, diverge: bool = False) -> None:
+    """The search, each validation's result and network saved (``rank<r>-<call>.pt``); with
+    ``diverge``, rank 1's first candidate diverges at its second step and rank 0's export
+    fails."""
+    original, calls = brief_training.evaluate_shards, []
+
+    def saving(model, loader, **kwargs):
+        result = original(model, loader, **kwargs)
+        calls.append(result)
+        torch.save({"result": result.to_dict(), "model": model.state_dict()},
+                   Path(folder) / f"rank{rank}-{len(calls)}.pt")
+        return result
+
+    brief_training.evaluate_shards = saving
+    if diverge and rank == 1:
+        made, real = [], mbnas.train.make_criterion
+        mbnas.train.make_criterion = lambda cfg: (
+            real(cfg) if made.append(cfg) or len(made) > 1
+            else NanFromSecondCall(label_smoothing=cfg.label_smoothing))
+    if diverge and rank == 0:
+        def failing_export(*args, **kwargs):
+            raise MbnasError("the export failed")
+
+        mbnas.search.run.export_best = failing_export
+    raise SystemExit(main([*SEARCH, f"runs_dir={folder}"]))
+
+
+TASKS = {"warmup": warmup_task, "train": train_task, "search": search_task}
+TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
+# Two candidates of two steps each: four global batches of 16 (86 training images, 10 for
+# validation), each rank taking 8 images of each.
+SEARCH = ["search", "+budget.macs=0.5M", f"space={TINY_SPACE}", "latency=none",
+          "evaluator=scratch", "evaluator.train_steps=2", "evaluator.optim.warmup_steps=0",
+          "n_trials=2", "startup_trials=2", "data.synthetic_size=96", "data.batch_size=16",
+          "data.resolution=16", "device=cpu", "threads=1", "name=dp"]
 
 
 # ---------------------------------------------------------------- one-process references
@@ -172,6 +232,40 @@ def assert_same_parameters(state: dict[str, torch.Tensor], model: torch.nn.Modul
     for name, parameter in model.named_parameters():
         torch.testing.assert_close(state[name], parameter.detach(), atol=ATOL, rtol=0,
                                    msg=lambda message, name=name: f"{name}: {message}")
+
+
+def reference_search(folder: Path) -> list[tuple[TrialRecord, dict, torch.nn.Module]]:
+    """Every trained candidate of the search in ``folder`` (in the order it trained) with the
+    validation result and network one process gets on the same global batches, taken in two
+    halves whose gradients are averaged; BatchNorm's statistics from the first half only."""
+    cfg, study = load_run(folder / "dp")
+    scratch = evaluator_config(cfg.evaluator)
+    batches = infinite(make_loader(cfg.data, "train", shuffle=True))
+    val = make_loader(cfg.data, "val", shuffle=False)
+    scored = []
+    for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+        record = TrialRecord.of(trial)
+        arch = record.arch_spec()
+        assert arch.digest() == record.digest
+        torch.manual_seed(cfg.seed + int(arch.digest()[:8], 16))
+        model = build(arch)
+        optimizer, scheduler, criterion = make_optimization(model, scratch.optim,
+                                                            scratch.train_steps)
+        for _ in range(scratch.train_steps):
+            images, labels = next(batches)
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            statistics = [buffer.clone() for buffer in model.buffers()]
+            (criterion(model(images[1::2]), labels[1::2]) / 2).backward()
+            with torch.no_grad():  # rank 0's BatchNorm statistics, as DDP keeps them
+                for buffer, kept in zip(model.buffers(), statistics):
+                    buffer.copy_(kept)
+            (criterion(model(images[0::2]), labels[0::2]) / 2).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), scratch.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+        scored.append((record, evaluate(model, val).to_dict(), model))
+    return scored
 
 
 # ---------------------------------------------------------------- tests
@@ -282,3 +376,44 @@ def test_train_records_precision_and_runs_bf16_channels_last(tmp_path):
     train(auto)
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
     assert (saved["amp"], saved["channels_last"]) == ("off", False)  # CPU defaults, resolved
+
+
+# ---------------------------------------------------------------- a search on two processes
+
+
+def test_search_on_two_processes_scores_as_one_on_the_global_batch(tmp_path):
+    assert run_ranks("search", folder=str(tmp_path)) == [0, 0]  # both ranks end cleanly
+    scored = reference_search(tmp_path)
+    assert len(scored) == 2
+    for call, (record, result, model) in enumerate(scored, start=1):
+        ranks = [torch.load(tmp_path / f"rank{rank}-{call}.pt") for rank in (0, 1)]
+        assert ranks[0]["result"] == ranks[1]["result"]  # both ranks scored the same network
+        for name, tensor in ranks[0]["model"].items():
+            assert torch.equal(tensor, ranks[1]["model"][name]), name
+        assert ranks[0]["result"]["samples"] == result["samples"] == 10
+        assert record.accuracy == ranks[0]["result"]["accuracy"] == result["accuracy"]
+        assert abs(ranks[0]["result"]["loss"] - result["loss"]) < ATOL
+        for name, tensor in model.state_dict().items():
+            torch.testing.assert_close(ranks[0]["model"][name], tensor, atol=ATOL, rtol=0,
+                                       msg=lambda message, name=name: f"{name}: {message}")
+
+
+def test_a_candidate_diverging_on_one_rank_fails_on_both_and_the_search_goes_on(tmp_path):
+    # Rank 0's error after the last candidate (its export) ends it, and rank 1 with it.
+    assert run_ranks("search", folder=str(tmp_path), diverge=True) == [2, 0]
+    _, study = load_run(tmp_path / "dp")
+    trials = [TrialRecord.of(t) for t in study.get_trials()
+              if t.state.name in ("COMPLETE", "FAIL")]
+    assert [t.state for t in trials] == ["fail", "complete", "complete"]
+    assert trials[0].failed_reason.startswith(
+        "diverged: the training loss is nan at training step 2 of 2")
+    assert not (tmp_path / "rank0-3.pt").exists()  # the failed candidate was never validated
+
+
+def test_a_search_on_several_processes_refuses_what_it_cannot_share():
+    check_data_parallel("zero_cost", 15, World(0, 1))
+    check_data_parallel("scratch", 16, World(1, 2))
+    with pytest.raises(ConfigError, match="without torchrun.*evaluator=scratch"):
+        check_data_parallel("zero_cost", 16, World(0, 2))
+    with pytest.raises(ConfigError, match="data.batch_size.*multiple of 2"):
+        check_data_parallel("scratch", 15, World(0, 2))

@@ -1,4 +1,5 @@
-"""``python -m mbnas search +budget.macs=300M``: search a space under hard budgets."""
+"""``python -m mbnas search +budget.macs=300M``: search a space under hard budgets (under
+``torchrun``, with evaluator=scratch or supernet: every candidate trained data-parallel)."""
 
 from __future__ import annotations
 

@@ -72,6 +72,10 @@ class Evaluator(ABC):
     score_name: ClassVar[str] = "accuracy"
     # Whether it warms a supernet up once per run (:meth:`warm_up`, `python -m mbnas warmup`).
     warms_up: ClassVar[bool] = False
+    # Whether a search under torchrun can score candidates with it, every rank calling
+    # :meth:`evaluate` and :meth:`model_for` together: it then trains each candidate
+    # data-parallel and every rank gets the same result (see mbnas.search.data_parallel).
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, cfg: EvaluatorConfig, context: EvaluationContext) -> None:
         self.cfg, self.context = cfg, context

@@ -1,4 +1,11 @@
-"""Evaluators that train a candidate briefly and score it on the validation split."""
+"""Evaluators that train a candidate briefly and score it on the validation split.
+
+Under torchrun (a search whose ranks all call the evaluator together, see
+:mod:`mbnas.search.data_parallel`) each rank takes its shard of every global batch of
+``data.batch_size`` images, the candidate trains in DistributedDataParallel, and validation is
+summed over the ranks' shards: every rank gets the score one process gets on the same global
+batches (up to BatchNorm, which normalises each rank's share on its own statistics).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,14 @@ from torch import nn
 
 from mbnas.arch import ArchSpec
 from mbnas.data import make_loader
+from mbnas.distributed import (
+    broadcast_buffers,
+    current_world,
+    evaluate_shards,
+    local_batch,
+    mean_across,
+    wrap,
+)
 from mbnas.errors import Diverged
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.precision import FP32, Precision
@@ -20,9 +35,9 @@ from mbnas.train import (
     OptimConfig,
     check_finite,
     check_optim_config,
-    evaluate,
     infinite,
     make_optimization,
+    model_device,
     train_step,
 )
 
@@ -42,22 +57,30 @@ def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimC
                   log: TrialLog | None = None, precision: Precision = FP32) -> float:
     """``steps`` optimiser steps with a cosine schedule under ``precision``; returns the last
     loss (NaN if none). A non-finite loss raises :class:`~mbnas.errors.Diverged` naming the
-    step."""
+    step.
+
+    With several processes (every rank calling it with its shard's ``batches``) ``model``
+    trains in DistributedDataParallel: gradients averaged once a step, the loss the ranks'
+    mean (so that all of them diverge at the same step), and at the end every rank holds rank
+    0's BatchNorm statistics, as DistributedDataParallel keeps them."""
     if steps <= 0:
         return float("nan")
     precision.model(model)
+    replica = wrap(model, model_device(model))
     optimizer, scheduler, criterion = make_optimization(model, optim, steps)
     scaler = precision.scaler()
     loss = float("nan")
     for step in range(steps):
         try:
-            loss = train_step(model, next(batches), optimizer, scheduler, criterion,
-                              grad_clip=optim.grad_clip, precision=precision, scaler=scaler)
+            loss = train_step(replica, next(batches), optimizer, scheduler, criterion,
+                              grad_clip=optim.grad_clip, precision=precision, scaler=scaler,
+                              agree=mean_across)
         except Diverged as error:
             raise Diverged(f"{error} at training step {step + 1} of {steps} (lr {optim.lr:g})"
                            ) from None
         if log is not None:
             log.scalar("train/loss", loss, step)
+    broadcast_buffers(model)
     return loss
 
 
@@ -65,11 +88,17 @@ class BriefTrainingEvaluator(Evaluator):
     """Scores the network :meth:`model_for` trains, by its validation accuracy."""
 
     cfg: BriefTrainingConfig
+    data_parallel = True
 
     def __init__(self, cfg: BriefTrainingConfig, context: EvaluationContext) -> None:
         super().__init__(cfg, context)
-        self.train_loader = make_loader(context.data, "train", shuffle=True)
-        self.val_loader = make_loader(context.data, "val", shuffle=False)
+        # This rank's shard of each global batch (the whole batch in a world of one).
+        world = current_world()
+        batch = local_batch(context.data.batch_size, world)
+        self.train_loader = make_loader(context.data, "train", shuffle=True, shard=world.shard,
+                                        batch_size=batch)
+        self.val_loader = make_loader(context.data, "val", shuffle=False, shard=world.shard,
+                                      batch_size=batch)
         self.batches = infinite(self.train_loader)
 
     @abstractmethod
@@ -79,7 +108,7 @@ class BriefTrainingEvaluator(Evaluator):
     def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
         start = time.perf_counter()
         model = self.model_for(arch, log)
-        result = evaluate(model, self.val_loader, max_batches=self.cfg.eval_batches)
+        result = evaluate_shards(model, self.val_loader, max_batches=self.cfg.eval_batches)
         check_finite(result.loss, "the validation loss")  # its accuracy would mean nothing
         seconds = time.perf_counter() - start
         if log is not None:

@@ -1,5 +1,6 @@
 """``evaluator=scratch``: each candidate trained briefly from a fresh initialisation: slow, but
-free of weight-sharing bias."""
+free of weight-sharing bias. Under torchrun every candidate trains on all processes,
+data-parallel (see :mod:`mbnas.evaluators.brief_training`)."""
 
 from __future__ import annotations
 

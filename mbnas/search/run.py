@@ -26,6 +26,7 @@ from mbnas.budget import Budget, check_reachable
 from mbnas.config import merge_schema
 from mbnas.cost import count
 from mbnas.data import dataset_num_classes
+from mbnas.distributed import process_group
 from mbnas.distributed import setup as setup_distributed
 from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators import (
@@ -43,6 +44,7 @@ from mbnas.precision import resolve_precision
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
+from mbnas.search.data_parallel import Lead, check_data_parallel, follow
 from mbnas.search.latency import latency_estimator
 from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
 from mbnas.search.plan import (
@@ -156,16 +158,34 @@ def prepare(cfg: SearchConfig) -> SearchRun:
                      estimate)
 
 
-def run_search(cfg: SearchConfig) -> optuna.Study:
-    """Run (or resume) the search ``cfg`` describes, then export its best architecture."""
+def run_search(cfg: SearchConfig) -> optuna.Study | None:
+    """Run (or resume) the search ``cfg`` describes, then export its best architecture.
+
+    Under torchrun rank 0 runs the search and returns its study; the other ranks train each
+    candidate with it, data-parallel (:mod:`mbnas.search.data_parallel`), and return None.
+    """
     run = prepare(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    with process_group(cfg.device) as (world, _):
+        check_data_parallel(run.evaluator.name, run.cfg.data.batch_size, world)
+        if not world.main:
+            follow(lambda: make_evaluator(run.evaluator,
+                                          evaluation_context(run.cfg, run.space, run.budget)))
+            return None
+        with Lead() as lead:
+            return lead_search(run, lead, world.size)
+
+
+def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
+    """:func:`run_search` on rank 0 (the only process in a world of one), announcing each call
+    of the evaluator to the other ``processes - 1`` ranks through ``lead``."""
+    cfg = run.cfg
     started = time.monotonic()
     folder = run.folder.create()
     # mbnas prints its own progress; Optuna's warnings would repeat an interrupted trial's
     # traceback, and real errors still propagate.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     # Workers starting together would race to create the storage's tables: take turns.
     # A study opens in seconds: a holder that takes minutes hangs, and the waiter says so.
@@ -188,10 +208,13 @@ def run_search(cfg: SearchConfig) -> optuna.Study:
     print_plan(run, study, remaining)
     evaluator = None
     if remaining > 0:
+        if processes > 1:
+            print(f"each candidate is trained data-parallel by {processes} processes (global "
+                  f"batch {cfg.data.batch_size}); rank 0 runs the study", flush=True)
         for name in enqueue_seeds(study, run.space, list(cfg.seeds)):
             print(f"seed {name!r} is not a member of space {run.space.name!r}; skipped")
-        evaluator = make_evaluator(run.evaluator,
-                                   evaluation_context(cfg, run.space, run.budget))
+        evaluator = lead.build(lambda: make_evaluator(
+            run.evaluator, evaluation_context(cfg, run.space, run.budget)))
         evaluator.prepare(folder)
         log_warmup(folder)
         optimize(study, run, evaluator)
