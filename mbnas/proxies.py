@@ -7,6 +7,9 @@ and the score is repeatable.
 
 - ``naswot`` (Mellor et al. 2021): log|det K| of the kernel of binary activation codes, K[i, j]
   = the number of units on which images i and j fall on the same side of zero.
+- ``swap`` (Peng et al. 2024, SWAP-Score without its size regulariser): the number of distinct
+  sample-wise activation patterns, a unit's pattern being the signs of its input over the first
+  ``SWAP_SAMPLES`` images.
 - ``zico`` (Li et al. 2023): per layer, the log of the summed ratio of the mean absolute gradient
   to its standard deviation across two half batches, added over layers.
 - ``grad_norm``, ``snip`` (Abdelfattah et al. 2021): summed gradient norms, and summed
@@ -32,6 +35,10 @@ Proxy = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 # Activations whose input sign is the "code" of a unit for NASWOT (gates such as sigmoid are
 # not rectifiers and are left out).
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU)
+# Images whose sign patterns SWAP counts. With many more, nearly every unit's pattern is unique
+# and the count is just the number of units; 16 ranked best of 16-48 on NAS-Bench-Macro, and
+# fewer saturate (all 2^n patterns occur) in any network of the shipped spaces (BENCHMARKS.md).
+SWAP_SAMPLES = 16
 
 
 def scoring_copy(model: nn.Module) -> nn.Module:
@@ -50,25 +57,47 @@ def _weights(model: nn.Module) -> Iterator[nn.Parameter]:
             yield module.weight
 
 
-@torch.no_grad()
-def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> float:
-    """log|det K| of the binary activation-code kernel over the batch (Mellor et al. 2021)."""
-    model = scoring_copy(model)
-    count = images.shape[0]
-    kernel = torch.zeros(count, count, dtype=torch.float64, device=images.device)
-
-    def add_codes(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        codes = (inputs[0].reshape(count, -1) > 0).to(torch.float64)
-        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
-
-    hooks = [module.register_forward_pre_hook(add_codes) for module in model.modules()
-             if isinstance(module, RECTIFIERS)]
+def _visit_rectifier_inputs(model: nn.Module, images: torch.Tensor,
+                            visit: Callable[[torch.Tensor], None]) -> None:
+    """Run ``model`` on ``images``, handing the input of every rectifier to ``visit``."""
+    hooks = [module.register_forward_pre_hook(lambda _module, inputs: visit(inputs[0]))
+             for module in model.modules() if isinstance(module, RECTIFIERS)]
     try:
         model(images)
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@torch.no_grad()
+def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+    """log|det K| of the binary activation-code kernel over the batch (Mellor et al. 2021)."""
+    count = images.shape[0]
+    kernel = torch.zeros(count, count, dtype=torch.float64, device=images.device)
+
+    def add_codes(unit_inputs: torch.Tensor) -> None:
+        codes = (unit_inputs.reshape(count, -1) > 0).to(torch.float64)
+        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+
+    _visit_rectifier_inputs(scoring_copy(model), images, add_codes)
     return float(torch.linalg.slogdet(kernel)[1])
+
+
+@torch.no_grad()
+def swap(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+    """Distinct sample-wise activation patterns over ``SWAP_SAMPLES`` images (Peng et al. 2024)."""
+    batch = images[:SWAP_SAMPLES]
+    count = batch.shape[0]
+    # A unit's pattern (its sign on each image) packed into the bits of one integer.
+    bits = 2 ** torch.arange(count, dtype=torch.int64, device=images.device)
+    patterns: list[torch.Tensor] = []
+
+    def add_patterns(unit_inputs: torch.Tensor) -> None:
+        signs = (unit_inputs.reshape(count, -1) > 0).to(torch.int64)
+        patterns.append((signs * bits[:, None]).sum(dim=0))
+
+    _visit_rectifier_inputs(scoring_copy(model), batch, add_patterns)
+    return float(torch.unique(torch.cat(patterns)).numel()) if patterns else 0.0
 
 
 def _loss_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
@@ -132,6 +161,7 @@ def jacob_cov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | Non
 
 PROXIES: dict[str, Proxy] = {
     "naswot": naswot,
+    "swap": swap,
     "zico": zico,
     "grad_norm": grad_norm,
     "snip": snip,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mbnas
-from mbnas.proxies import PROXIES, naswot
+from mbnas.proxies import PROXIES, RECTIFIERS, naswot, swap
 
 TINY = mbnas.ArchSpec.from_dict({
     "resolution": 16, "num_classes": 4, "stem": {"out": 8, "stride": 1},
@@ -39,3 +39,19 @@ def test_naswot_counts_distinct_activation_patterns():
     images, labels = batch()
     same = images[:1].repeat(8, 1, 1, 1)
     assert naswot(model, images, labels) > naswot(model, same + 1e-3 * images, labels)
+
+
+def test_swap_counts_distinct_sample_wise_patterns():
+    # One image repeated gives every unit a constant pattern (at most two distinct: all on or
+    # all off); distinct images give many, at most one per unit.
+    torch.manual_seed(0)
+    model = mbnas.build(TINY)
+    images, labels = batch(16)
+    units = []
+    hooks = [m.register_forward_pre_hook(lambda _m, inputs: units.append(inputs[0][0].numel()))
+             for m in model.modules() if isinstance(m, RECTIFIERS)]
+    model(images[:1])
+    for hook in hooks:
+        hook.remove()
+    assert swap(model, images[:1].repeat(16, 1, 1, 1), labels) <= 2
+    assert 2 < swap(model, images, labels) <= sum(units)
