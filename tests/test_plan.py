@@ -125,6 +125,7 @@ def test_a_steady_pace_is_not_repeated_but_a_changed_one_and_the_end_are():
     assert len(lines) == 1  # on course: the first revision only
     run_warmup(forecast, clock, range(100, 200), pace=4.0)  # the machine got busy
     assert len(lines) >= 2 and "warm-up at" in lines[1]
+    assert any("at 4.00 s a step" in line for line in lines)  # the recent pace, not the mean
     run_warmup(forecast, clock, range(200, 201), pace=4.0)
     assert "warm-up done" in lines[-1]
 

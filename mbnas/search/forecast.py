@@ -2,11 +2,11 @@
 
 The plan's estimate comes from a few steps timed before the run; the real warm-up then shows
 what a step really costs now (the machine's load may have changed). After its first few steps,
-and again whenever the projection moves by more than a quarter, a line gives the time left:
-the warm-up at its measured pace, and the candidates scaled by the same ratio of measured to
-estimated speed. Once candidates are trained, each progress line gives the time left from
-their own timings (:class:`~mbnas.search.callbacks.Progress`).
-"""
+again whenever the pace since the last check moves the projection by more than a quarter, and
+at its end, a line gives the time left: the warm-up at its measured pace, and the candidates
+scaled by the same ratio of measured to estimated speed. Once candidates are trained, each
+progress line gives the time left from their own timings
+(:class:`~mbnas.search.callbacks.Progress`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Forecast:
                  write: Callable[[str], None] = print):
         self.expected, self.trials, self.clock, self.write = expected, trials, clock, write
         self.first: tuple[int, float] | None = None  # (step, time) of the first step seen
+        self.mark: tuple[int, float] | None = None  # (step, time) of the last check
         self.printed: float | None = None  # the time left in the last line printed
         self.printed_at = 0.0
 
@@ -46,7 +47,10 @@ class Forecast:
                                                    and timed % CHECK_EVERY == 0)
         if not due:
             return
-        pace = (now - self.first[1]) / timed
+        # The pace since the last check (a change shows at once); at the end, overall.
+        since = self.first if final or self.mark is None else self.mark
+        pace = (now - since[1]) / (step - since[0])
+        self.mark = (step, now)
         left = self.left(pace, steps_left=self.first[0] + self.expected.warmup_steps - 1 - step)
         if final or self.printed is None or self.moved(left, now):
             self.write(self.line(pace, left, timed, final))

@@ -121,7 +121,7 @@ def time_candidate(supernet: Supernet | None, arch: ArchSpec,
     """Seconds to cut ``arch`` from ``supernet`` (to build it without one), and the medians of
     its training step and of its forward pass without gradients."""
     model, extract = timed(supernet.extract if supernet is not None else build, arch)
-    model = model.to(batch[0].device)
+    model = precision.model(model.to(batch[0].device))
     optimizer, scheduler, criterion = make_optimization(model, optim, TIMED_STEPS + 1)
     steps = [timed(train_step, model, batch, optimizer, scheduler, criterion,
                    grad_clip=optim.grad_clip, precision=precision)[1]
