@@ -24,10 +24,10 @@ from mbnas.search.timing import Timings
 from mbnas.space import SearchSpace
 from mbnas.units import format_count
 
-# Seconds per trained candidate besides its own work: sampling it and the over-budget candidates
-# sampled between two trained ones (each an Optuna storage write per decision), budget checks,
-# logs (measured on 2 cores: BENCHMARKS.md, "Framework overhead per trial").
-TRIAL_OVERHEAD_S = 1.0
+# Seconds per trained candidate besides its own work and latency: sampling it (TPE) and the
+# over-budget candidates between two trained ones (0.4 s each; 1-3 of them), records, the study's
+# figures (2-core VM under load: BENCHMARKS.md, "Framework overhead per trial").
+TRIAL_OVERHEAD_S = 2.0
 
 
 @dataclass(frozen=True)
