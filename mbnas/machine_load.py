@@ -48,6 +48,12 @@ def busy_note(threads: int, idle_minutes: float = IDLE_MINUTES) -> str | None:
     if state is None or not state.busy:
         return None
     return (f"note: the machine is busy (load average {state.load:.1f} on {state.cores} cores): "
-            f"expect about {state.slowdown:.1f}x the idle duration (the default search: "
-            f"~{idle_minutes:g} min idle, ~{idle_minutes * state.slowdown:.0f} min now), and "
-            "noisy measured latencies (latency=table measures nothing during the search)")
+            f"expect about {state.slowdown:.1f}x the idle duration (this search: "
+            f"~{minutes(idle_minutes)} min idle, ~{minutes(idle_minutes * state.slowdown)} min "
+            "now), and noisy measured latencies (latency=table measures nothing during the "
+            "search)")
+
+
+def minutes(value: float) -> str:
+    """``0.4``, ``2.5``, ``25``: a tenth below ten minutes."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"

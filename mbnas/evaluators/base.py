@@ -9,7 +9,7 @@ registered by name (:func:`mbnas.evaluators.register`). The search builds it onc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -49,8 +49,9 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class EvaluationContext:
-    """What a search gives every evaluator: data, device, seed, the space and its budget, and
-    the precision and layout training runs in."""
+    """What a search gives every evaluator: data, device, seed, the space and its budget, the
+    precision and layout training runs in, and what to call after each supernet warm-up step
+    (the search revises its expected duration from it)."""
 
     data: DataConfig
     device: torch.device
@@ -58,6 +59,7 @@ class EvaluationContext:
     space: SearchSpace
     budget: Budget
     precision: Precision = FP32
+    on_warmup_step: Callable[[int], None] | None = None
 
 
 class Evaluator(ABC):

@@ -106,7 +106,8 @@ class PredictorEvaluator(Evaluator):
                                      num_random=self.cfg.num_random, distill=False,
                                      seed=self.context.seed, optim=self.cfg.optim),
                       checkpoint=run.supernet, lock=run.supernet_lock,
-                      precision=self.context.precision)
+                      precision=self.context.precision,
+                      on_step=self.context.on_warmup_step)
 
     def restore(self, run: RunFolder) -> None:
         if not (run.path / LABELS_FILE).is_file() or not run.supernet.is_file():

@@ -80,7 +80,8 @@ class SupernetEvaluator(BriefTrainingEvaluator):
         # finished checkpoint (which makes their training a no-op).
         shared_warmup(self.supernet, self.warmup_space, self.context.data, sandwich,
                       checkpoint=run.supernet, lock=run.supernet_lock,
-                      precision=self.context.precision)
+                      precision=self.context.precision,
+                      on_step=self.context.on_warmup_step)
 
     def restore(self, run: RunFolder) -> None:
         if not run.supernet.is_file():

@@ -1,104 +1,87 @@
 """What a search is about to do and how long it should take, printed before any training.
 
-The estimate times a couple of training steps of the largest and smallest candidates within
-budget on this machine and scales them by the evaluator's step counts: rough (within a factor of
-about two), but it says minutes or hours before the user waits for either.
+The estimate scales timings of the run's own work on this machine (a real warm-up step, a
+candidate's cut from the supernet, training step, forward pass and latency measurement:
+:mod:`mbnas.search.timing`) by the evaluator's settings; the run revises it from its real
+timings as it goes (:mod:`mbnas.search.forecast`).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from mbnas.arch import ArchSpec
-from mbnas.budget import Budget, WithinBudget
+from mbnas.budget import Budget
 from mbnas.cost import count
-from mbnas.data import DataConfig, make_loader
+from mbnas.data import DataConfig, make_dataset, split_indices
 from mbnas.machine_load import machine_load
-from mbnas.nn import build
 from mbnas.search.config import SearchConfig
+from mbnas.search.timing import Timings
 from mbnas.space import SearchSpace
 from mbnas.units import format_count
 
-# Forward-only work (BN statistics, validation, latency) relative to one training step.
-FORWARD_SHARE = 0.35
-# Seconds per trained candidate besides computing: loaders, logs, storage (measured on 2 cores).
+# Seconds per trained candidate besides its own work and latency: sampling it (TPE) and the
+# over-budget candidates between two trained ones (0.4 s each; 1-3 of them), records, the study's
+# figures (2-core VM under load: BENCHMARKS.md, "Framework overhead per trial").
 TRIAL_OVERHEAD_S = 2.0
 
 
 @dataclass(frozen=True)
-class StepTimes:
-    """Seconds per training step (batch of ``data.batch_size``) of the largest and smallest
-    candidates within budget, and the forward time of the largest at batch 1, deployed size."""
+class Estimate:
+    """Expected seconds: ``warmup_steps`` warm-up steps still to run (0 when none), once-per-run
+    work after them (labelling, reference members), and one trained candidate."""
 
-    largest: float
-    smallest: float
+    warmup_steps: int
+    warmup_step_s: float
+    setup_s: float
+    trial_s: float
 
     @property
-    def mean(self) -> float:
-        return (self.largest + self.smallest) / 2
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Expected seconds: the supernet warm-up (0 when none) and one trained candidate."""
-
-    warmup_s: float
-    trial_s: float
+    def warmup_s(self) -> float:
+        """The warm-up still to run and the once-per-run work after it."""
+        return self.warmup_steps * self.warmup_step_s + self.setup_s
 
     def total(self, trials: int) -> float:
         """Warm-up plus ``trials`` trained candidates."""
         return self.warmup_s + trials * self.trial_s
 
 
-def time_training_step(arch: ArchSpec, data: DataConfig, device: torch.device,
-                       repeats: int = 2) -> float:
-    """Median seconds of one SGD step of ``arch`` at the data's resolution and batch size."""
-    model = build(arch.replace(num_classes=max(data.num_classes, 2))).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    images = torch.randn(data.batch_size, 3, data.resolution, data.resolution, device=device)
-    labels = torch.zeros(data.batch_size, dtype=torch.long, device=device)
-    times = []
-    for _ in range(repeats + 1):  # the first step warms up allocators and kernels
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:])
+def validation_batches(data: DataConfig, eval_batches: int | None) -> int:
+    """How many batches a candidate's validation scores (without building the split)."""
+    if data.name == "synthetic":  # its size is a setting: no need to draw its images
+        images = len(split_indices(data.synthetic_size, "val", data.val_fraction, data.seed))
+    else:
+        images = len(make_dataset(data, "val"))
+    batches = math.ceil(images / data.batch_size)
+    return min(batches, eval_batches) if eval_batches else batches
 
 
-def step_times(space: SearchSpace, budget: Budget, data: DataConfig, device: torch.device,
-               seed: int) -> StepTimes:
-    """Training-step times of the extremes of what the run will train."""
-    members = WithinBudget(space, budget, seed=seed) if budget.limits else space
-    return StepTimes(time_training_step(members.largest(), data, device),
-                     time_training_step(members.smallest(), data, device))
-
-
-def estimate(evaluator: Mapping[str, Any], data: DataConfig, times: StepTimes, *,
-             latency_runs: int, deployed_pixels: float, warmed_up: bool) -> Estimate:
-    """Expected warm-up and per-candidate seconds for an evaluator's settings (any evaluator:
-    its ``warmup_steps``, ``finetune_steps``, ``train_steps``, ``bn_images``, ``eval_batches``);
-    ``latency_runs`` batch-1 forwards at ``deployed_pixels`` times the training image size."""
-    sandwich = 2 + int(evaluator.get("num_random", 0))  # largest + smallest + random members
-    warmup = 0.0 if warmed_up else (
-        int(evaluator.get("warmup_steps", 0)) * sandwich * times.mean)
+def estimate(evaluator: Mapping[str, Any], data: DataConfig, times: Timings, *,
+             steps_done: int = 0) -> Estimate:
+    """Expected warm-up and per-candidate seconds for an evaluator's settings (any evaluator's,
+    by its keys). Evaluators that train a candidate (``finetune_steps``, ``train_steps``) cut
+    or build it, recompute its BN statistics on ``bn_images``, train it and validate it;
+    evaluators that only score it (zero-cost proxies, a predictor) cut or build it and take about
+    one training step's work, once per candidate and once per reference or labelled member
+    (``reference_archs``, ``label_archs``). ``steps_done``: warm-up steps a checkpoint holds."""
     steps = int(evaluator.get("finetune_steps", 0)) + int(evaluator.get("train_steps", 0))
-    val_batches = len(make_loader(data, "val"))
-    if evaluator.get("eval_batches"):
-        val_batches = min(val_batches, int(evaluator["eval_batches"]))
-    bn_batches = math.ceil(int(evaluator.get("bn_images", 0)) / data.batch_size)
-    forward = (val_batches + bn_batches) * FORWARD_SHARE * times.mean
-    latency = latency_runs * FORWARD_SHARE * times.largest / data.batch_size * deployed_pixels
-    return Estimate(warmup, steps * times.mean + forward + latency + TRIAL_OVERHEAD_S)
+    if "finetune_steps" in evaluator or "train_steps" in evaluator:
+        forwards = (math.ceil(int(evaluator.get("bn_images", 0)) / data.batch_size)
+                    + validation_batches(data, evaluator.get("eval_batches")))
+        work = times.extract + steps * times.train_step + forwards * times.forward
+        setup = 0.0
+    else:
+        work = times.extract + times.train_step
+        setup = work * int(evaluator.get("reference_archs", 0) or evaluator.get("label_archs", 0))
+    warmup = max(int(evaluator.get("warmup_steps", 0)) - steps_done, 0)
+    if steps_done and not warmup:
+        setup = 0.0  # a finished warm-up's run labelled its members too (resumed)
+    return Estimate(warmup, times.warmup_step, setup,
+                    work + times.latency + TRIAL_OVERHEAD_S)
 
 
 def format_duration(seconds: float) -> str:
@@ -152,6 +135,7 @@ def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
                       if key in evaluator)
     total = expected.total(remaining)
     warmup = (f"warm-up {format_duration(expected.warmup_s)} + " if expected.warmup_s else "")
+    step = (f"{expected.warmup_step_s:.2f} s a warm-up step, " if expected.warmup_steps else "")
     return [
         f"  space      {space.name}: {space_size(space)} members, costed at "
         f"{space.resolution}px",
@@ -164,5 +148,6 @@ def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
         "are pruned untrained and not counted)",
         f"  threads    {torch.get_num_threads()} (threads=)",
         f"  expected   about {format_duration(total)} ({warmup}{remaining} × "
-        f"{format_duration(expected.trial_s)}; rough, from timed steps on this machine)",
+        f"{format_duration(expected.trial_s)}; {step}from this run's work timed here; "
+        "revised as it goes)",
     ]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +22,13 @@ from typing import Any
 import optuna
 import torch
 from omegaconf import OmegaConf
+from tqdm.auto import tqdm
 
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, check_reachable
 from mbnas.config import merge_schema
 from mbnas.cost import count
+from mbnas.cost.latency import measure_config
 from mbnas.data import dataset_num_classes
 from mbnas.distributed import process_group
 from mbnas.distributed import setup as setup_distributed
@@ -39,26 +43,21 @@ from mbnas.evaluators import (
 )
 from mbnas.export import Exported, ExportRequest, export_arch, export_trial
 from mbnas.locking import file_lock
-from mbnas.machine_load import busy_note
+from mbnas.machine_load import busy_note, machine_load
 from mbnas.precision import resolve_precision
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
 from mbnas.search.data_parallel import Lead, check_data_parallel, follow
+from mbnas.search.forecast import Forecast
 from mbnas.search.latency import latency_estimator
 from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
-from mbnas.search.plan import (
-    Estimate,
-    estimate,
-    no_budget_warning,
-    plan_lines,
-    step_times,
-    threads_hint,
-)
+from mbnas.search.plan import Estimate, estimate, no_budget_warning, plan_lines, threads_hint
 from mbnas.search.slots import TrialSlots, run_trials
 from mbnas.search.storage import display, fail_stale_trials, masked, open_storage
 from mbnas.search.study import check_study_home, enqueue_seeds, make_sampler, open_study
 from mbnas.search.summary import summary_lines
+from mbnas.search.timing import measure
 from mbnas.search.trials import COMPLETE, best_trials, count_trials
 from mbnas.space import SearchSpace, load_space
 from mbnas.supernet.training import warmup_losses
@@ -130,13 +129,15 @@ def smallest_costs(space: SearchSpace, estimate_latency: Callable[[ArchSpec], fl
     return {"macs": cost.macs, "params": cost.params, "latency_ms": latency}
 
 
-def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget
+def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget,
+                       on_warmup_step: Callable[[int], None] | None = None
                        ) -> EvaluationContext:
     """What the run's evaluator gets: its data, device (this rank's GPU under torchrun), seed,
-    space, budget and precision."""
+    space, budget, precision, and what to call after each warm-up step."""
     _, device = setup_distributed(cfg.device)
     return EvaluationContext(cfg.data, device, cfg.seed, space, budget,
-                             resolve_precision(cfg.amp, cfg.channels_last, device))
+                             resolve_precision(cfg.amp, cfg.channels_last, device),
+                             on_warmup_step)
 
 
 def prepare(cfg: SearchConfig) -> SearchRun:
@@ -205,7 +206,7 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
     # Written once the study accepted the settings: a refused resume leaves the old config.
     folder.save_settings(run.settings())
     remaining = max(cfg.n_trials - count_trials(study, COMPLETE), 0)
-    print_plan(run, study, remaining)
+    expected = print_plan(run, study, remaining)
     evaluator = None
     if remaining > 0:
         if processes > 1:
@@ -213,8 +214,11 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
                   f"batch {cfg.data.batch_size}); rank 0 runs the study", flush=True)
         for name in enqueue_seeds(study, run.space, list(cfg.seeds)):
             print(f"seed {name!r} is not a member of space {run.space.name!r}; skipped")
-        evaluator = lead.build(lambda: make_evaluator(
-            run.evaluator, evaluation_context(cfg, run.space, run.budget)))
+        # Written between the warm-up's progress bars (tqdm.write), not through them.
+        forecast = Forecast(expected, remaining, write=lambda line: tqdm.write(line,
+                                                                               file=sys.stdout))
+        evaluator = lead.build(lambda: make_evaluator(run.evaluator, evaluation_context(
+            cfg, run.space, run.budget, forecast.warmup_step)))
         evaluator.prepare(folder)
         log_warmup(folder)
         optimize(study, run, evaluator)
@@ -226,19 +230,25 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
     return study
 
 
-def expected_time(run: SearchRun, remaining: int) -> Estimate:
-    """The run's expected warm-up and per-candidate seconds on this machine."""
-    cfg = run.cfg
-    times = step_times(run.space, run.budget, cfg.data, resolve_device(cfg.device), cfg.seed)
-    runs = cfg.latency.warmup + cfg.latency.repeats if run.estimate_latency else 0
-    deployed = (run.space.resolution / cfg.data.resolution) ** 2
-    return estimate(dataclasses.asdict(run.evaluator), cfg.data, times, latency_runs=runs,
-                    deployed_pixels=deployed, warmed_up=run.folder.supernet.is_file())
+def expected_time(run: SearchRun) -> Estimate:
+    """The run's expected warm-up and per-candidate seconds, from its own work timed on this
+    machine now (the warm-up steps its checkpoint holds are not timed again)."""
+    cfg, settings = run.cfg, dataclasses.asdict(run.evaluator)
+    done = len(warmup_losses(run.folder.supernet))
+    latency = (functools.partial(measure_config, cfg=cfg.latency)
+               if cfg.latency.mode == "measured" else run.estimate_latency)
+    device = resolve_device(cfg.device)
+    times = measure(run.space, run.budget, cfg.data, settings, device, cfg.seed,
+                    warm_up=done < int(settings.get("warmup_steps", 0)),
+                    measure_latency=latency,
+                    precision=resolve_precision(cfg.amp, cfg.channels_last, device))
+    return estimate(settings, cfg.data, times, steps_done=done)
 
 
-def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> None:
-    """The plan and expected duration, a warning when there is no budget, a hint when the
-    machine is busy, and what each progress line means."""
+def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> Estimate | None:
+    """The plan and expected duration (returned; None with nothing to do), a warning when
+    there is no budget, a note and hint when the machine is busy, and what each progress line
+    means."""
     cfg = run.cfg
     print(f"mbnas search: {run.folder.path} ({'resuming, ' if len(study.trials) else ''}"
           f"{remaining} of {cfg.n_trials} trials to go)", flush=True)
@@ -246,18 +256,22 @@ def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> None:
         print(f"study {study.study_name!r} in {display(cfg.storage, run.folder.study_db)}, "
               "shared by every worker started with the same storage and name", flush=True)
     if remaining == 0:
-        return
-    expected = expected_time(run, remaining)
+        return None
+    expected = expected_time(run)
     print("\n".join(plan_lines(cfg, dataclasses.asdict(run.evaluator), run.budget, run.space,
                                remaining, expected)), flush=True)
     if not run.budget.limits:
         print(no_budget_warning(run.space, expected.total(remaining)), flush=True)
-    for note in (busy_note(torch.get_num_threads()), threads_hint(cfg.threads)):
+    # The estimate was timed under the load now: the note gives it, and the idle one.
+    now_minutes, load = expected.total(remaining) / 60, machine_load(torch.get_num_threads())
+    idle_minutes = now_minutes / load.slowdown if load is not None else now_minutes
+    for note in (busy_note(torch.get_num_threads(), idle_minutes), threads_hint(cfg.threads)):
         if note:
             print(note, flush=True)
     print("Each line below is one trained candidate: [trial k/N] counts trained candidates "
           "(all workers), Optuna #n is the study's trial number (over-budget candidates take "
           "numbers too).", flush=True)
+    return expected
 
 
 def log_warmup(folder: RunFolder) -> None:

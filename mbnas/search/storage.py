@@ -12,6 +12,12 @@
   without a password, which libpq then takes from ``PGPASSWORD`` or ``~/.pgpass``.
 - **Connection errors** (refused, unknown host, bad password, missing database, missing driver,
   not a database) become one :class:`~mbnas.errors.ConfigError` line: what, and how to fix it.
+- **SQLite** (the run folder's ``study.db``) runs in WAL mode, synced at checkpoints only
+  (``synchronous=NORMAL``): Optuna commits once per sampled decision, and a full sync per commit
+  cost about a second per candidate on a 2-core VM (BENCHMARKS.md, "Framework overhead per
+  trial"). A killed worker loses nothing committed; a power cut may lose the last commits, never
+  the file. Workers sharing the file must run on one machine (WAL needs shared memory; several
+  machines share a PostgreSQL study).
 - **Heartbeat**: every running trial records a heartbeat (Optuna's RDBStorage heartbeat, SQLite
   and PostgreSQL alike); a trial silent for ``grace_s`` (its worker was killed or its machine
   lost) is failed by the next worker that looks, and Optuna's
@@ -28,8 +34,10 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 
@@ -167,9 +175,21 @@ def connect(url: URL, heartbeat: HeartbeatConfig | None) -> optuna.storages.RDBS
 def rdb_storage(url: URL, heartbeat: HeartbeatConfig | None) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # the heartbeat is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url.render_as_string(hide_password=False),
-                                          engine_kwargs=engine_kwargs(url),
-                                          **heartbeat_kwargs(heartbeat))
+        storage = optuna.storages.RDBStorage(url.render_as_string(hide_password=False),
+                                             engine_kwargs=engine_kwargs(url),
+                                             **heartbeat_kwargs(heartbeat))
+    if url.get_backend_name() == "sqlite":
+        sqlalchemy.event.listen(storage.engine, "connect", sqlite_pragmas)
+        storage.engine.dispose()  # connections opened while creating the tables go
+    return storage
+
+
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL journal, synced at checkpoints: a commit without an fsync of its own."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def connection_error(error: sqlalchemy.exc.DBAPIError, url: URL, shown: str) -> ConfigError:

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import random
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,8 +142,10 @@ def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int,
 
 def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterable,
                    cfg: SandwichConfig, *, checkpoint: Path | None = None,
-                   progress: bool = True, precision: Precision = FP32) -> SandwichResult:
-    """Warm up ``supernet`` for ``cfg.steps`` sandwich steps, resuming from ``checkpoint``.
+                   progress: bool = True, precision: Precision = FP32,
+                   on_step: Callable[[int], None] | None = None) -> SandwichResult:
+    """Warm up ``supernet`` for ``cfg.steps`` sandwich steps, resuming from ``checkpoint``;
+    ``on_step(step)`` after each (the search times the warm-up with it).
 
     A finished checkpoint makes this a no-op, so every process of a run can call it. Under
     torchrun every rank calls it with its shard of the data (``make_loader(..., shard=)`` at
@@ -201,6 +203,8 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             optimizer_step(optimizer, supernet.parameters(), cfg.optim.grad_clip, scaler)
             scheduler.step()
             step += 1
+            if on_step is not None:
+                on_step(step)
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
             if main and checkpoint is not None and (step % cfg.checkpoint_every == 0
@@ -235,7 +239,8 @@ def warmup_diverged(error: Diverged, step: int, cfg: SandwichConfig, checkpoint:
 
 def shared_warmup(supernet: Supernet, space: SearchSpace, data: DataConfig,
                   cfg: SandwichConfig, *, checkpoint: Path, lock: Path,
-                  precision: Precision = FP32) -> SandwichResult:
+                  precision: Precision = FP32,
+                  on_step: Callable[[int], None] | None = None) -> SandwichResult:
     """A run's warm-up, done once by all the processes that share its folder.
 
     Search workers take turns on ``lock``: the first warms up (or resumes), the others wait,
@@ -249,7 +254,7 @@ def shared_warmup(supernet: Supernet, space: SearchSpace, data: DataConfig,
     guard = file_lock(lock, what) if world.main else contextlib.nullcontext()
     with guard:
         return train_supernet(supernet, space, loader, cfg, checkpoint=checkpoint,
-                              progress=True, precision=precision)
+                              progress=True, precision=precision, on_step=on_step)
 
 
 def warmup_losses(checkpoint: Path) -> list[float]:
