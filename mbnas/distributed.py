@@ -1,5 +1,6 @@
 """Data parallelism with torch.distributed: joining the process group ``torchrun`` describes,
-reading checkpoints once, and reducing gradients and sums across the ranks.
+reading checkpoints once, and reducing gradients, BatchNorm statistics and sums across the
+ranks.
 
 ``torchrun --nproc_per_node=N -m mbnas <command> ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`setup` joins
@@ -137,18 +138,33 @@ def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
     DistributedDataParallel would reduce once per backward. Every rank must hold gradients for
     the same parameters, which holds when all ranks run the same members.
     """
+    average_across([p.grad for p in parameters if p.grad is not None])
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Average ``model``'s floating-point buffers (BatchNorm's running statistics) across ranks.
+
+    For statistics every rank estimated on its own images, as :func:`mbnas.train.recalibrate_bn`
+    does on each rank's shard: with equally many batches on every rank the average is the
+    estimate from all ranks' batches. Integer buffers (batch counters) are left as they are;
+    they are equal when the ranks ran equally many batches."""
+    average_across([b for b in model.buffers() if b.is_floating_point()])
+
+
+def average_across(tensors: Sequence[torch.Tensor]) -> None:
+    """Replace every tensor of ``tensors`` (the same shapes and order on every rank) with its
+    mean over the ranks, in flat buckets (one all-reduce each)."""
     world = current_world()
     if world.size == 1:
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    for bucket in _buckets(grads):
-        flat = torch.cat([g.reshape(-1) for g in bucket])
+    for bucket in _buckets(tensors):
+        flat = torch.cat([t.reshape(-1) for t in bucket])
         dist.all_reduce(flat)
         flat.div_(world.size)
         offset = 0
-        for grad in bucket:
-            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
+        for tensor in bucket:
+            tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+            offset += tensor.numel()
 
 
 def _buckets(tensors: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:

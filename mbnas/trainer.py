@@ -28,10 +28,13 @@ from mbnas.cost import count
 from mbnas.data import DataConfig, dataset_num_classes, make_loader, set_epoch
 from mbnas.distributed import (
     World,
+    average_buffers,
     barrier,
+    broadcast_buffers,
     current_world,
     evaluate_shards,
     local_batch,
+    mean_across,
     process_group,
     read_checkpoint,
     unwrap,
@@ -76,7 +79,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     epochs: int = 30
     drop_path: float | None = None  # stochastic depth rate of the last block; null: the arch's
-    bn_images: int = 2048  # images for BN recalibration of inherited and final weights; 0: off
+    bn_images: int = 2048  # BN recalibration images, all ranks together (inherited, final); 0: off
     device: str = "auto"
     amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 or fp16 on CUDA, off on CPU)
     channels_last: bool | None = None  # NHWC weights and batches; None: on CUDA only
@@ -197,7 +200,9 @@ class Trainer:
 
     ``model`` may be wrapped in DistributedDataParallel (:func:`mbnas.distributed.wrap`): then
     every rank steps on its shard, rank 0 alone writes checkpoints, logs and shows progress,
-    and validation sums over the ranks' shards.
+    and validation sums over the ranks' shards of rank 0's network (the one checkpointed). The
+    ranks agree on every loss and on the weights they check, so a divergence on any rank stops
+    all of them at the same step with the same :class:`~mbnas.errors.Diverged`.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, run: RunFolder,
@@ -216,10 +221,13 @@ class Trainer:
         """Checkpoint weights, optimiser, schedule, loss scale, step, history and random state
         (rank 0; every rank holds the same); weights holding NaN or infinity raise
         :class:`Diverged` and never replace a good checkpoint."""
+        # Checked on every rank: all hold the same weights (parameters stepped alike, rank 0's
+        # buffers broadcast before validation), so all stop together, naming the same checkpoint.
+        check_finite_weights(self.network.state_dict())
         if not self.main:
+            self.saved_step = self.step  # the one rank 0 writes
             return
         optimizer, scheduler, _ = self.optimization
-        check_finite_weights(self.network.state_dict())
         save_checkpoint(self.run.last_checkpoint, {
             "format": CHECKPOINT_FORMAT, "step": self.step, "history": self.history,
             "model": self.network.state_dict(), "optimizer": optimizer.state_dict(),
@@ -281,13 +289,16 @@ class Trainer:
         for batch in self.train_loader:
             loss = train_step(self.model, batch, optimizer, scheduler, criterion,
                               grad_clip=self.cfg.optim.grad_clip, precision=self.precision,
-                              scaler=self.scaler)
+                              scaler=self.scaler, agree=mean_across)
             self.step += 1
             if writer is not None:
                 writer.add_scalar("train/loss", loss, self.step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
             bar.update()
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        # DistributedDataParallel hands every rank rank 0's buffers before each forward, but
+        # the epoch's last step left each rank's own: validate (and save) rank 0's on all.
+        broadcast_buffers(self.network)
         result = evaluate_shards(self.network, self.val_loader)
         check_finite(result.loss, "the validation loss")
         self.history.append({"epoch": epoch + 1, "step": self.step, **result.to_dict()})
@@ -337,7 +348,8 @@ def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, r
     """Train (or resume) ``arch`` in ``run``; write its weights and result (rank 0).
 
     Under torchrun each rank trains a DistributedDataParallel replica on its shard of every
-    global batch of ``data.batch_size`` images.
+    global batch of ``data.batch_size`` images; all ranks then hold, score and report the network
+    rank 0 saves (see :meth:`Trainer.save` and :func:`recalibrate`).
     """
     started = time.perf_counter()
     world = current_world()
@@ -381,7 +393,15 @@ def train_network(arch: ArchSpec, init_weights: Path | None, cfg: TrainConfig, r
 
 
 def recalibrate(model: nn.Module, loader: Any, images: int, epoch: int = 0) -> None:
-    """BatchNorm statistics from ``images`` training images of ``epoch`` (0: off)."""
+    """BatchNorm statistics from ``images`` training images of ``epoch`` (0: off).
+
+    Under torchrun each rank takes its share of the images from its shard of ``loader`` and the
+    ranks' statistics are averaged, so that every rank holds the network rank 0 saves and all
+    of them score. Averaged rather than rank 0's broadcast: the ranks' equally many batches
+    are together the images of the global batches one process would recalibrate on (each
+    rank's share normalised on its own statistics, as in training), and the work is split
+    over the ranks instead of done on each and kept from rank 0's shard alone."""
     if images:
         set_epoch(loader, epoch)
-        recalibrate_bn(model, loader, images)
+        recalibrate_bn(model, loader, -(-images // current_world().size))
+        average_buffers(model)

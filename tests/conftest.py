@@ -1,13 +1,24 @@
 import importlib.util
 import random
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from pg_server import postgres_server, server_bin
 
 from mbnas.arch import ACTIVATIONS, BLOCK_TYPES, SE_STYLES, ArchSpec
+from mbnas.space import SearchSpace, space_from_dict
 
 torch.set_num_threads(1)
+SUPERNET_SPACE = Path(__file__).parent / "fixtures" / "supernet_space.yaml"
+
+
+def supernet_space(dropout: float) -> SearchSpace:
+    """The supernet tests' tiny space (16 px, 4 classes) with the classifier ``dropout`` a test
+    wants: 0 where weights are compared with a reference, some where dropout must be exercised."""
+    data = {**yaml.safe_load(SUPERNET_SPACE.read_text()), "dropout": dropout}
+    return space_from_dict(data, source=str(SUPERNET_SPACE))
 
 
 def random_arch(seed: int, resolution: int | None = None) -> ArchSpec:

@@ -7,7 +7,11 @@ WORLD_SIZE / MASTER_ADDR=127.0.0.1 / MASTER_PORT. BatchNorm normalises each
 rank's images on their own statistics (DistributedDataParallel's semantics without
 SyncBatchNorm, which torch has for GPUs only), so "one process on the same global batch" is one
 process that accumulates the gradients of the ranks' halves of each global batch (``images[r::2]``,
-the interleaved shards), averaged: weights agree to atol 1e-5.
+the interleaved shards), averaged: weights agree to atol 1e-5. `train` on two processes saves
+the network it reports (each epoch's validation that of `last.pt`, the final one that of
+`model.pt`, whose first BatchNorm mean is that of the 16 images one process recalibrates on),
+and a NaN loss on one rank stops both at the same step with one line and exit code 2, `last.pt`
+keeping the last finite checkpoint.
 
 A search on two processes (`evaluator=scratch`, rank 0 leading, rank 1 following) scores each
 candidate as that one process does: the same weights (atol 1e-5; BatchNorm's running statistics
@@ -30,6 +34,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import yaml
+from conftest import supernet_space
 
 import mbnas.evaluators.brief_training as brief_training
 import mbnas.search.run
@@ -45,7 +50,6 @@ from mbnas.precision import Precision, resolve_precision
 from mbnas.search.data_parallel import check_data_parallel
 from mbnas.search.run import load_run
 from mbnas.search.trials import TrialRecord
-from mbnas.space import space_from_dict
 from mbnas.supernet import Supernet
 from mbnas.supernet.training import (
     BatchStream,
@@ -55,21 +59,19 @@ from mbnas.supernet.training import (
     shared_warmup,
     train_supernet,
 )
-from mbnas.train import OptimConfig, evaluate, infinite, load_checkpoint, make_optimization
+from mbnas.train import (
+    OptimConfig,
+    evaluate,
+    infinite,
+    load_checkpoint,
+    make_optimization,
+    non_finite,
+    recalibrate_bn,
+)
 from mbnas.trainer import TrainConfig, train
 
 ATOL = 1e-5
-SPACE = space_from_dict({
-    "name": "tiny", "resolution": 16, "num_classes": 4, "per": "block", "dropout": 0.0,
-    "stem": {"out": [8, 16], "stride": 1},
-    "stages": [
-        {"block": ["mbconv", "fused"], "kernel": [3, 5], "expand": [1, 3], "se": [0, 0.25],
-         "act": ["relu", "hswish"], "depth": [1, 2], "out": [8, 16], "stride": 2},
-        {"block": "mbconv", "kernel": [3, 5], "expand": [3, 6], "depth": [1, 2],
-         "out": [16, 24], "stride": 2},
-    ],
-    "head": {"channels": [32, 48]},
-})
+SPACE = supernet_space(dropout=0.0)
 # 53 images: 5 for validation, 48 = 3 global batches of 16 to train on.
 DATA = DataConfig(resolution=16, num_classes=4, synthetic_size=53, batch_size=16, seed=1)
 WARMUP = SandwichConfig(steps=6, num_random=1, distill=True, seed=3, checkpoint_every=2,
@@ -139,19 +141,35 @@ def warmup_task(rank: int, folder: str, kill_at: int | None = None) -> None:
                   lock=Path(folder) / "supernet.lock")
 
 
-def train_task(rank: int, folder: str) -> None:
-    train(train_config(folder))
+def train_task(rank: int, folder: str, nan_at: int | None = None, **changes) -> None:
+    """`train` of :func:`train_config` with ``changes`` ending as the command ends: an error is
+    one line (kept in ``rank<r>.err``) and exit code 2. With ``nan_at``, rank 1's training loss
+    is NaN from its ``nan_at``-th step on."""
+    if nan_at is not None and rank == 1:
+        mbnas.train.make_criterion = lambda cfg: NanFrom(nan_at,
+                                                         label_smoothing=cfg.label_smoothing)
+    try:
+        train(dataclasses.replace(train_config(folder), **changes))
+    except MbnasError as error:
+        (Path(folder) / f"rank{rank}.err").write_text(str(error))
+        # Ends at once (train() has left the process group): the normal exit of a forked rank
+        # after a divergence was seen to hang in about 1 run of 4, its task done (cause not
+        # found; torchrun's ranks are fresh processes, not forks of a test process).
+        os._exit(2)
 
 
-class NanFromSecondCall(torch.nn.CrossEntropyLoss):
-    """The loss, then NaN: a candidate diverging at its second step (on one rank only)."""
+class NanFrom(torch.nn.CrossEntropyLoss):
+    """The loss, then NaN from the ``start``-th call on: a network diverging at that step (on
+    one rank only)."""
 
-    calls = 0
+    def __init__(self, start: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start, self.calls = start, 0
 
     def forward(self, logits, labels):
         self.calls += 1
         loss = super().forward(logits, labels)
-        return loss if self.calls < 2 else loss * float("nan")
+        return loss if self.calls < self.start else loss * float("nan")
 
 
 def search_task(rank: int, folder: str, diverge: bool = False) -> None:
@@ -172,7 +190,7 @@ def search_task(rank: int, folder: str, diverge: bool = False) -> None:
         made, real = [], mbnas.train.make_criterion
         mbnas.train.make_criterion = lambda cfg: (
             real(cfg) if made.append(cfg) or len(made) > 1
-            else NanFromSecondCall(label_smoothing=cfg.label_smoothing))
+            else NanFrom(2, label_smoothing=cfg.label_smoothing))
     if diverge and rank == 0:
         def failing_export(*args, **kwargs):
             raise MbnasError("the export failed")
@@ -221,8 +239,10 @@ def reference_warmup(steps: int, chunked_steps: int) -> Supernet:
 
 def train_config(folder: str) -> TrainConfig:
     arch = Path(folder) / "tiny_net.yaml"
-    if not arch.is_file():
-        arch.write_text(yaml.safe_dump(ARCH))
+    if not arch.is_file():  # written whole: both ranks may get here at once
+        temporary = arch.with_name(f"{arch.name}.{os.getpid()}")
+        temporary.write_text(yaml.safe_dump(ARCH))
+        os.replace(temporary, arch)
     return TrainConfig(arch=str(arch), name="tiny", runs_dir=folder, epochs=1, bn_images=0,
                        device="cpu", progress=False, data=DATA,
                        optim=OptimConfig(lr=0.1, warmup_steps=0, grad_clip=5.0))
@@ -312,8 +332,17 @@ def test_killed_rank_resumes_on_one_process(tmp_path):
     assert_same_parameters(dict(resumed.named_parameters()), reference_warmup(WARMUP.steps, 4))
 
 
-def test_train_on_two_processes_equals_one_on_the_global_batch(tmp_path):
-    assert run_ranks("train", folder=str(tmp_path)) == [0, 0]
+@pytest.fixture(scope="module")
+def trained_on_two(tmp_path_factory) -> Path:
+    """A `train` run on two processes (one epoch, 3 global batches), with the final BatchNorm
+    recalibration on 16 images."""
+    folder = tmp_path_factory.mktemp("train")
+    assert run_ranks("train", folder=str(folder), bn_images=16) == [0, 0]
+    return folder
+
+
+def test_train_on_two_processes_equals_one_on_the_global_batch(trained_on_two):
+    tmp_path = trained_on_two
     result = yaml.safe_load((tmp_path / "tiny" / "result.json").read_text())
     assert result["processes"] == 2 and result["steps"] == 3
     assert result["samples"] == 5  # validation summed over both ranks' shards
@@ -331,6 +360,49 @@ def test_train_on_two_processes_equals_one_on_the_global_batch(tmp_path):
         optimizer.step()
         scheduler.step()
     assert_same_parameters(torch.load(tmp_path / "tiny" / "model.pt"), model)
+
+
+def test_train_on_two_processes_reports_the_network_it_saves(trained_on_two):
+    run, cfg = trained_on_two / "tiny", train_config(str(trained_on_two))
+    result = yaml.safe_load((run / "result.json").read_text())
+    val = make_loader(cfg.data, "val")
+
+    def scored(state: dict) -> dict:
+        model = build(load_arch(cfg.arch))
+        model.load_state_dict(state)
+        return evaluate(model, val).to_dict()
+
+    # The last epoch's validation is that of the checkpoint (rank 0's network, on both ranks).
+    epoch = scored(load_checkpoint(run / "last.pt")["model"])
+    assert epoch["accuracy"] == result["history"][-1]["accuracy"]
+    assert abs(epoch["loss"] - result["history"][-1]["loss"]) < ATOL
+    # The reported result is that of model.pt: the ranks' BatchNorm statistics, averaged.
+    saved = torch.load(run / "model.pt")
+    final = scored(saved)
+    assert (final["accuracy"], final["samples"]) == (result["accuracy"], result["samples"])
+    assert abs(final["loss"] - result["loss"]) < ATOL
+    # ... and the 8 images of each rank together are the 16 one process recalibrates on: the
+    # first BatchNorm's mean (its input independent of batch statistics) is theirs.
+    model = build(load_arch(cfg.arch))
+    model.load_state_dict(saved)
+    loader = make_loader(cfg.data, "train", drop_last=True)
+    set_epoch(loader, cfg.epochs)
+    recalibrate_bn(model, loader, 16)
+    first = next(name for name in saved if name.endswith("running_mean"))
+    torch.testing.assert_close(saved[first], model.state_dict()[first], atol=ATOL, rtol=0)
+
+
+def test_a_divergence_on_one_rank_stops_both_and_keeps_the_last_checkpoint(tmp_path):
+    # Two epochs of 3 steps; rank 1's loss is NaN at step 5, after epoch 1's checkpoint.
+    assert run_ranks("train", folder=str(tmp_path), nan_at=5, epochs=2, timeout=60) == [2, 2]
+    messages = [(tmp_path / f"rank{rank}.err").read_text() for rank in (0, 1)]
+    assert messages[0] == messages[1] and "\n" not in messages[0]
+    assert "training diverged after step 4 of 6 (the training loss is nan)" in messages[0]
+    assert "keeps step 3, the last finite checkpoint" in messages[0]
+    state = load_checkpoint(tmp_path / "tiny" / "last.pt")
+    assert state["step"] == 3 and not non_finite(state["model"])
+    assert not (tmp_path / "tiny" / "model.pt").exists()
+    assert not (tmp_path / "tiny" / "result.json").exists()
 
 
 def test_average_gradients_is_a_no_op_in_one_process():

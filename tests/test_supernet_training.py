@@ -3,26 +3,17 @@ import random
 
 import pytest
 import torch
+from conftest import supernet_space
 from torch.utils.data import DataLoader, TensorDataset
 
 from mbnas.data import DataConfig, make_loader
 from mbnas.errors import ConfigError
-from mbnas.space import load_space, space_from_dict
+from mbnas.space import load_space
 from mbnas.supernet import Supernet
 from mbnas.supernet.training import SandwichConfig, sandwich_members, subnet, train_supernet
 from mbnas.train import OptimConfig
 
-SPACE = space_from_dict({
-    "name": "tiny", "resolution": 16, "num_classes": 4, "per": "block", "dropout": 0.2,
-    "stem": {"out": [8, 16], "stride": 1},
-    "stages": [
-        {"block": ["mbconv", "fused"], "kernel": [3, 5], "expand": [1, 3], "se": [0, 0.25],
-         "act": ["relu", "hswish"], "depth": [1, 2], "out": [8, 16], "stride": 2},
-        {"block": "mbconv", "kernel": [3, 5], "expand": [3, 6], "depth": [1, 2],
-         "out": [16, 24], "stride": 2},
-    ],
-    "head": {"channels": [32, 48]},
-})
+SPACE = supernet_space(dropout=0.2)
 
 
 class Interrupting:
