@@ -247,17 +247,19 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, *, weights_only: bool = True) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, weights_only: bool = True,
+                    mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` onto the CPU.
 
     ``weights_only`` (the safe default) accepts tensors, numbers, strings and containers, which
-    is all mbnas writes; pass False only for files you trust that hold other objects.
+    is all mbnas writes; pass False only for files you trust that hold other objects. ``mmap``
+    maps the tensors instead of reading them: for a look at the small entries of a large file.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "no such checkpoint", "check the path or the run name")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+        state = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except Exception as error:  # noqa: BLE001 (torch raises many types for a bad file)
         raise MbnasError(f"{path}: corrupt or incompatible checkpoint ({type(error).__name__}); "
                          "delete it to start afresh, or point to another file") from None

@@ -261,7 +261,8 @@ def warmup_losses(checkpoint: Path) -> list[float]:
     """The largest member's loss at every warm-up step a checkpoint has seen (empty if none)."""
     if not Path(checkpoint).is_file():
         return []
-    return list(load_checkpoint(checkpoint).get("losses", []))
+    # Mapped, not read: a search looks at the history of a supernet of hundreds of MB.
+    return list(load_checkpoint(checkpoint, mmap=True).get("losses", []))
 
 
 def _settings(cfg: SandwichConfig, space: SearchSpace) -> dict[str, Any]:
