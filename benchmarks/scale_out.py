@@ -12,6 +12,7 @@ shapes to build plans for) and stops starting new configurations after ``--max-s
 
     python benchmarks/scale_out.py --threads 2                     # CPU: this machine
     python benchmarks/scale_out.py --device cuda --quick --out scale_out.json   # a GPU, ~3 min
+    python benchmarks/scale_out.py --device cuda --gpu-parts elastic --gpu-spaces cifar
 
 CPU: 1 process with all ``--threads`` vs ``--processes`` gloo processes sharing them (the same
 global batch), side by side in each repeat, for the warm-up and for a training evaluator's
@@ -79,6 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="CPU: data-parallel processes")
     parser.add_argument("--parts", default="warmup,candidate,precision",
                         help="CPU: what to measure (comma-separated)")
+    parser.add_argument("--gpu-parts", default="warmup,elastic",
+                        help="CUDA: what to measure (comma-separated)")
+    parser.add_argument("--gpu-spaces", default=",".join(case[0] for case in GPU_CASES),
+                        help="CUDA: which of the spaces (comma-separated)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="GPU: start no configuration after this (default: 200 with --quick)")
@@ -305,7 +310,10 @@ def cuda_benchmark(args: argparse.Namespace, device: torch.device) -> dict:
     results: dict = {"warmup": {}, "elastic": {}, "skipped": []}
     half = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
     cases = {name: (resolution, batch) for name, resolution, batch in GPU_CASES}
+    parts, spaces = args.gpu_parts.split(","), args.gpu_spaces.split(",")
     for what, space_name, amp, layout in cuda_plan(half):
+        if what not in parts or space_name not in spaces:
+            continue
         key = f"{space_name} {amp} {layout}"
         if time.perf_counter() - begun > args.max_seconds:
             results["skipped"].append(f"{what} {key}")

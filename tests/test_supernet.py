@@ -108,6 +108,21 @@ def test_training_forward_updates_shared_weights_and_statistics():
                    for m in w.transforms.values())
 
 
+def test_a_member_runs_on_the_shared_tensors_of_the_moment():
+    space = load_space("cifar")
+    supernet = scramble(Supernet(space)).eval()
+    arch = space.sample_random(random.Random(5))
+    supernet.set_active(arch)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = supernet(x)
+    supernet.double()            # new buffer tensors, the same parameter objects with new data
+    with torch.no_grad():
+        after = supernet(x.double())
+    assert after.dtype == torch.float64
+    torch.testing.assert_close(after.float(), before, rtol=1e-4, atol=1e-5)
+
+
 def test_reorder_channels_keeps_the_largest_member():
     space = load_space("cifar")
     supernet = scramble(Supernet(space)).eval()

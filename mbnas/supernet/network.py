@@ -6,7 +6,8 @@ of candidate ops, ``sharing`` decides: ``nested`` (once-for-all) keeps one such 
 type, so ops of one type share the leading channels and kernel centre; ``separate`` (SPOS)
 gives every op weights of its own; a ``skip`` op owns only its projection, where it has one.
 A member (an ArchSpec of the space) runs as its own static network, ``mbnas.build(arch)``'s
-modules on the ``meta`` device, with every parameter and buffer borrowed from the shared weights:
+modules made on the ``meta`` device, with every parameter and buffer lent from the shared weights
+for the length of a call:
 elastic depth keeps the first ``d`` blocks of a stage, elastic width and expansion the leading
 channels, elastic kernel the transformed centre of the largest kernel (see
 :mod:`mbnas.supernet.elastic`). SE on/off and the activation are properties of the static block,
@@ -20,13 +21,19 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from mbnas.arch import ArchSpec, HeadSpec
 from mbnas.nn.blocks import BLOCKS, ConvBNAct
 from mbnas.nn.builder import Head, MobileNet, init_weights
 from mbnas.space import SearchSpace, StageChoices, load_space, probe_block
-from mbnas.supernet.elastic import ElasticWeights, mid_channel_dims, widest_block
+from mbnas.supernet.elastic import (
+    ElasticWeights,
+    Loan,
+    lend,
+    mid_channel_dims,
+    return_loans,
+    widest_block,
+)
 from mbnas.validation import check_choice
 
 _TEMPLATE_CACHE = 512
@@ -58,7 +65,7 @@ class Supernet(nn.Module):
                                                               space.head_act, hidden),
                                         space.num_classes, space.dropout, bn))
         init_weights(self)
-        self._templates: OrderedDict[ArchSpec, MobileNet] = OrderedDict()
+        self._templates: OrderedDict[ArchSpec, tuple[MobileNet, list[Loan]]] = OrderedDict()
         self.active = space.largest()
 
     def set_active(self, arch: ArchSpec) -> None:
@@ -69,20 +76,27 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the active member on ``x`` with the shared weights (gradients flow into them)."""
-        template = self._template(self.active)
-        template.train(self.training)
-        return functional_call(template, self.sliced_state(self.active), (x,), strict=True)
+        template, loans = self._template(self.active)
+        if template.training != self.training:
+            template.train(self.training)
+        lend(loans)
+        try:
+            return template(x)
+        finally:
+            return_loans(loans)
 
     def sliced_state(self, arch: ArchSpec) -> dict[str, torch.Tensor]:
         """The state dict of ``mbnas.build(arch)``, cut from the shared weights (not copied)."""
-        template = self._template(arch)
+        return {loan.key: loan.tensor() for loan in self._template(arch)[1]}
+
+    def _loans(self, arch: ArchSpec, template: MobileNet) -> list[Loan]:
+        """Every tensor of ``template`` (the static network of ``arch``) and where it comes from."""
         keys = self._alternative_keys(arch)
-        state = self.stem.sliced(template.stem, "stem.")
+        loans = self.stem.loans(template.stem, "stem.")
         for i, blocks in enumerate(template.stages):
             for j, block in enumerate(blocks):
-                state.update(self.stages[i][j][keys[i][j]].sliced(block, f"stages.{i}.{j}."))
-        state.update(self.head.sliced(template.head, "head."))
-        return state
+                loans += self.stages[i][j][keys[i][j]].loans(block, f"stages.{i}.{j}.")
+        return loans + self.head.loans(template.head, "head.")
 
     def extract(self, arch: ArchSpec) -> MobileNet:
         """A static network equal to ``mbnas.build(arch)`` holding copies of the shared weights."""
@@ -125,18 +139,20 @@ class Supernet(nn.Module):
                     blocks[j] = op or blocks[j]
         return keys
 
-    def _template(self, arch: ArchSpec) -> MobileNet:
-        """The static network of ``arch`` on the meta device: structure only, no data."""
-        template = self._templates.get(arch)
-        if template is None:
+    def _template(self, arch: ArchSpec) -> tuple[MobileNet, list[Loan]]:
+        """The static network of ``arch`` (structure only: it holds tensors only while it runs)
+        and the loans that fill it."""
+        cached = self._templates.get(arch)
+        if cached is None:
             with torch.device("meta"):
                 template = MobileNet(arch)
-            self._templates[arch] = template
+            cached = self._templates[arch] = (template, self._loans(arch, template))
+            return_loans(cached[1])
             if len(self._templates) > _TEMPLATE_CACHE:
                 self._templates.popitem(last=False)
         else:
             self._templates.move_to_end(arch)
-        return template
+        return cached
 
     def reset_kernel_transforms(self) -> None:
         """Set all kernel-transformation matrices to the identity (plain centre crops)."""

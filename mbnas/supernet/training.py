@@ -34,7 +34,7 @@ from mbnas.distributed import (
     barrier,
     current_world,
     local_batch,
-    mean_across,
+    means_across,
     read_checkpoint,
 )
 from mbnas.errors import Diverged
@@ -103,14 +103,16 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tensor,
                   labels: torch.Tensor, criterion: nn.Module, distill: bool, *,
-                  precision: Precision = FP32, scaler: torch.amp.GradScaler | None = None
-                  ) -> float:
+                  precision: Precision = FP32, scaler: torch.amp.GradScaler | None = None,
+                  agree: Callable[[list[float]], list[float]] | None = None) -> float:
     """Forward and backward every member in ``archs`` (largest first); return the first's loss.
 
     Gradients accumulate; the caller zeroes them before and steps the optimiser after (and, with
     several processes, averages them once: :func:`mbnas.distributed.average_gradients`). A
     member's non-finite loss raises :class:`~mbnas.errors.Diverged` before the optimiser step,
-    so it never reaches the weights.
+    so it never reaches the weights. ``agree`` turns this process's member losses into the ones
+    all data-parallel ranks agree on (their means, :func:`mbnas.distributed.means_across`), so
+    that a loss that is NaN on one rank stops every rank at the same step.
     """
     supernet.train()
     images = precision.inputs(images)
@@ -128,6 +130,8 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
         losses.append(loss.detach())
         scaled_backward(loss, scaler)
     values = torch.stack(losses).tolist()  # one device sync a step, not one a member
+    if agree is not None:
+        values = agree(values)
     for arch, value in zip(archs, values):
         check_finite(value, f"the loss of member {arch.name}")
     return values[0]
@@ -153,7 +157,7 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
     members are averaged once per step, rank 0 alone writes the checkpoint, which any number of
     processes can resume. A non-finite loss or weights raise :class:`~mbnas.errors.Diverged`,
     the checkpoint on disk left as it was: weights holding NaN never replace finite ones (under
-    torchrun the failing rank ends the group).
+    torchrun on every rank at the same step: the ranks agree on the losses they check).
     """
     check_sandwich_config(cfg)
     device = model_device(supernet)
@@ -194,11 +198,11 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
             distill = cfg.distill and cfg.rule == "sandwich"
             try:
                 loss = sandwich_step(supernet, archs, images, labels, criterion, distill,
-                                     precision=precision, scaler=scaler)
+                                     precision=precision, scaler=scaler, agree=means_across)
             except Diverged as error:
                 raise warmup_diverged(error, step, cfg, checkpoint, saved) from None
             average_gradients(supernet.parameters())
-            losses.append(mean_across(loss))
+            losses.append(loss)
             history.append(losses[-1])
             optimizer_step(optimizer, supernet.parameters(), cfg.optim.grad_clip, scaler)
             scheduler.step()
@@ -207,14 +211,16 @@ def train_supernet(supernet: Supernet, space: SearchSpace, train_loader: Iterabl
                 on_step(step)
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
-            if main and checkpoint is not None and (step % cfg.checkpoint_every == 0
-                                                    or step == cfg.steps):
-                # Once finished, the optimiser state (as large as the weights) is never needed.
-                done = step == cfg.steps
+            if checkpoint is not None and (step % cfg.checkpoint_every == 0
+                                           or step == cfg.steps):
+                # Every rank checks (their weights are the same), so all of them stop together.
                 if non_finite(supernet.state_dict()):
                     raise warmup_diverged(Diverged("weights hold NaN or infinity"), step, cfg,
                                           checkpoint, saved)
                 saved = step
+            if main and saved == step:
+                # Once finished, the optimiser state (as large as the weights) is never needed.
+                done = step == cfg.steps
                 save_checkpoint(checkpoint, {
                     "settings": settings, "step": step, "model": supernet.state_dict(),
                     "optimizer": None if done else optimizer.state_dict(),
