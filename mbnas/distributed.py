@@ -188,9 +188,15 @@ def sum_across(values: Sequence[float]) -> list[float]:
     return tensor.tolist()
 
 
+def means_across(values: Sequence[float]) -> list[float]:
+    """The element-wise mean of ``values`` over all ranks."""
+    size = current_world().size
+    return [total / size for total in sum_across(values)]
+
+
 def mean_across(value: float) -> float:
     """The mean of ``value`` over all ranks."""
-    return sum_across([value])[0] / current_world().size
+    return means_across([value])[0]
 
 
 def evaluate_shards(model: nn.Module, loader: Iterable, *, max_batches: int | None = None

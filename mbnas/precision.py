@@ -7,7 +7,10 @@ gradients survive and skips a step whose gradients overflowed; ``amp=off`` is fl
 ``channels_last`` stores the network's weights and its input batches NHWC, the layout tensor cores
 and oneDNN convolutions prefer. ``auto`` picks what is right for the device: on CUDA bf16 where
 the GPU supports it (else fp16) and channels_last; on CPU float32 and NCHW, since CPU autocast
-mostly converts back and forth (see BENCHMARKS.md, "Scale out").
+mostly converts back and forth. Small images are the exception on CUDA: at 32 px a step is too
+short for half precision to pay for autocast's casts (bf16 ran at 0.65-0.94x of float32 on an
+H100, float32 channels_last at 1.15x), so ``auto`` keeps float32 below
+:data:`AMP_MIN_RESOLUTION` (BENCHMARKS.md, "Scale out").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mbnas.validation import check_choice
 
 AMP = ("auto", "off", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MIN_RESOLUTION = 64  # measured: slower at 32 px, 2.8x faster at 224 px; nothing in between
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,19 @@ class Precision:
 FP32 = Precision()
 
 
-def resolve_precision(amp: str, channels_last: bool | None, device: torch.device) -> Precision:
+def resolve_precision(amp: str, channels_last: bool | None, device: torch.device,
+                      resolution: int | None = None) -> Precision:
     """The precision ``amp`` (auto | off | bf16 | fp16) and ``channels_last`` (None: auto) ask for
-    on ``device``; ConfigError for a combination the device cannot run."""
+    on ``device`` for images of ``resolution`` pixels (None: unknown, taken as large);
+    ConfigError for a combination the device cannot run."""
     check_choice(amp, "amp", AMP)
     cuda = device.type == "cuda"
     if amp == "auto":
-        amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "off"
+        small = resolution is not None and resolution < AMP_MIN_RESOLUTION
+        if cuda and not small:
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            amp = "off"
     if amp == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError("amp", "bf16 is not supported by this GPU", "use amp=fp16 or amp=off")
     layout = cuda if channels_last is None else bool(channels_last)

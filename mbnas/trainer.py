@@ -321,7 +321,7 @@ def train(cfg: TrainConfig) -> TrainOutcome:
 
 def start_or_resume(cfg: TrainConfig, world: World, device: torch.device) -> TrainOutcome:
     """:func:`train` in this process's place among the data-parallel ones."""
-    precision = resolve_precision(cfg.amp, cfg.channels_last, device)
+    precision = resolve_precision(cfg.amp, cfg.channels_last, device, cfg.data.resolution)
     # Recorded as resolved: config.yaml says what ran (bf16, not auto).
     cfg = dataclasses.replace(cfg, amp=precision.amp, channels_last=precision.channels_last)
     arch, init_weights = network_arch(cfg, dataset_num_classes(cfg.data))

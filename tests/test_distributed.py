@@ -11,7 +11,7 @@ the interleaved shards), averaged: weights agree to atol 1e-5. `train` on two pr
 the network it reports (each epoch's validation that of `last.pt`, the final one that of
 `model.pt`, whose first BatchNorm mean is that of the 16 images one process recalibrates on),
 and a NaN loss on one rank stops both at the same step with one line and exit code 2, `last.pt`
-keeping the last finite checkpoint.
+keeping the last finite checkpoint; so does a NaN loss on one rank in the supernet warm-up.
 
 A search on two processes (`evaluator=scratch`, rank 0 leading, rank 1 following) scores each
 candidate as that one process does: the same weights (atol 1e-5; BatchNorm's running statistics
@@ -141,6 +141,19 @@ def warmup_task(rank: int, folder: str, kill_at: int | None = None) -> None:
                   lock=Path(folder) / "supernet.lock")
 
 
+def warmup_nan_task(rank: int, folder: str, nan_at: int) -> None:
+    """The warm-up, rank 1's loss NaN from its ``nan_at``-th step on, ending as the command
+    ends (see :func:`train_task`)."""
+    if rank == 1:
+        mbnas.train.make_criterion = lambda cfg: NanFrom(nan_at,
+                                                         label_smoothing=cfg.label_smoothing)
+    try:
+        warmup_task(rank, folder)
+    except MbnasError as error:
+        (Path(folder) / f"rank{rank}.err").write_text(str(error))
+        os._exit(2)
+
+
 def train_task(rank: int, folder: str, nan_at: int | None = None, **changes) -> None:
     """`train` of :func:`train_config` with ``changes`` ending as the command ends: an error is
     one line (kept in ``rank<r>.err``) and exit code 2. With ``nan_at``, rank 1's training loss
@@ -199,7 +212,8 @@ def search_task(rank: int, folder: str, diverge: bool = False) -> None:
     raise SystemExit(main([*SEARCH, f"runs_dir={folder}"]))
 
 
-TASKS = {"warmup": warmup_task, "train": train_task, "search": search_task}
+TASKS = {"warmup": warmup_task, "warmup_nan": warmup_nan_task, "train": train_task,
+         "search": search_task}
 TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
 # Two candidates of two steps each: four global batches of 16 (86 training images, 10 for
 # validation), each rank taking 8 images of each.
@@ -405,6 +419,18 @@ def test_a_divergence_on_one_rank_stops_both_and_keeps_the_last_checkpoint(tmp_p
     assert not (tmp_path / "tiny" / "result.json").exists()
 
 
+def test_a_warmup_diverging_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    # Six steps, a checkpoint every two; rank 1's loss is NaN at step 5 (distillation: the
+    # criterion scores the largest member only, once a step).
+    assert run_ranks("warmup_nan", folder=str(tmp_path), nan_at=5, timeout=60) == [2, 2]
+    messages = [(tmp_path / f"rank{rank}.err").read_text() for rank in (0, 1)]
+    assert messages[0] == messages[1] and "\n" not in messages[0]
+    assert "supernet warm-up diverged after step 4 of 6" in messages[0]
+    assert "keeps step 4, the last finite checkpoint" in messages[0]
+    state = load_checkpoint(tmp_path / "supernet.pt")
+    assert state["step"] == 4 and not non_finite(state["model"])
+
+
 def test_average_gradients_is_a_no_op_in_one_process():
     parameter = torch.nn.Parameter(torch.ones(3))
     parameter.grad = torch.full((3,), 2.0)
@@ -421,6 +447,12 @@ def test_precision_defaults_and_refusals():
     assert resolve_precision("bf16", True, torch.device("cpu")) == Precision("bf16", True, "cpu")
     with pytest.raises(ConfigError, match="amp"):
         resolve_precision("fp8", None, torch.device("cpu"))
+
+
+def test_auto_precision_keeps_float32_for_small_images_on_cuda():
+    # Resolving asks nothing of a GPU here, so this runs without one.
+    small = resolve_precision("auto", None, torch.device("cuda"), resolution=32)
+    assert small == Precision("off", True, "cuda")
 
 
 @pytest.mark.parametrize("precision", [Precision("bf16", True), Precision("fp16", False)])

@@ -136,7 +136,8 @@ def evaluation_context(cfg: SearchConfig, space: SearchSpace, budget: Budget,
     space, budget, precision, and what to call after each warm-up step."""
     _, device = setup_distributed(cfg.device)
     return EvaluationContext(cfg.data, device, cfg.seed, space, budget,
-                             resolve_precision(cfg.amp, cfg.channels_last, device),
+                             resolve_precision(cfg.amp, cfg.channels_last, device,
+                                               space.resolution),
                              on_warmup_step)
 
 
@@ -144,11 +145,12 @@ def prepare(cfg: SearchConfig) -> SearchRun:
     """Check every input and budget before any training; bad input raises ConfigError."""
     budget = Budget.from_config(cfg.budget)
     check_search_config(cfg)
+    space = search_space(cfg)
     # Recorded as resolved (config.yaml says bf16, not auto), free to differ between workers.
-    precision = resolve_precision(cfg.amp, cfg.channels_last, resolve_device(cfg.device))
+    precision = resolve_precision(cfg.amp, cfg.channels_last, resolve_device(cfg.device),
+                                  space.resolution)
     cfg = dataclasses.replace(cfg, amp=precision.amp, channels_last=precision.channels_last)
     evaluator = evaluator_config(cfg.evaluator)
-    space = search_space(cfg)
     estimate = latency_estimator(cfg.latency, space)
     if estimate is None and (budget.needs_latency or OBJECTIVES[cfg.objective] == "latency_ms"):
         raise ConfigError("latency.mode", "is none, but a latency budget or objective needs it",
@@ -241,7 +243,8 @@ def expected_time(run: SearchRun) -> Estimate:
     times = measure(run.space, run.budget, cfg.data, settings, device, cfg.seed,
                     warm_up=done < int(settings.get("warmup_steps", 0)),
                     measure_latency=latency,
-                    precision=resolve_precision(cfg.amp, cfg.channels_last, device))
+                    precision=resolve_precision(cfg.amp, cfg.channels_last, device,
+                                                run.space.resolution))
     return estimate(settings, cfg.data, times, steps_done=done)
 
 
