@@ -3,12 +3,16 @@
     python benchmarks/search_quality.py --data ../shared/data/cifar-10-batches-py \
         --budget 20M --candidates 20 --epochs 15 [--search-seeds 2 --jobs 6]
 
+``--stage search`` writes entries.json (searched on this machine), ``--stage train`` trains what
+it names (on another, e.g. a GPU host, with the same ``--out`` folder copied there).
+
 On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
   (a) the best architecture mbnas's search finds (TPE, the space's default evaluator unless
       ``--evaluator`` names another),
   (b) the best of random search with the same number of evaluated candidates (same evaluator),
-  (c) MobileNetV2 and MobileNetV3-Large, adapted to 32 px inputs as is usual for CIFAR (stride-1
-      stem, the first stride-2 stage at stride 1) and width-scaled to the same budget,
+  (c) MobileNetV2, MobileNetV3-Small and MobileNetV3-Large, adapted to 32 px inputs as is usual
+      for CIFAR (stride-1 stem, the first stride-2 stage at stride 1) and width-scaled to the
+      same budget,
 each then trained from scratch with one recipe (`mbnas train`) and scored on the same
 validation split. Prints a table and writes it as JSON next to the runs.
 """
@@ -19,6 +23,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -33,6 +38,8 @@ from mbnas.scaling import scale_arch
 from mbnas.search import SearchConfig, run_search, space_defaults
 from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
+
+REFERENCES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 
 
 def cifar_variant(arch: ArchSpec) -> ArchSpec:
@@ -66,12 +73,15 @@ def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: P
     return out / label / "best.yaml", time.perf_counter() - start
 
 
-def train_winner(label: str, arch_path: Path, args: argparse.Namespace, out: Path) -> float:
+def train_winner(label: str, arch_path: Path, seed: int, args: argparse.Namespace, out: Path
+                 ) -> float:
     overrides = [f"arch={arch_path}", "data=cifar10", f"data.root={args.data}",
                  f"epochs={args.epochs}", f"runs_dir={out}", f"name=train-{label}",
-                 f"seed={args.seed}", f"data.workers={args.workers}", "progress=false",
-                 f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}"]
-    return train(load_config("train", overrides, TrainConfig)).result["accuracy"]
+                 f"seed={seed}", f"data.workers={args.workers}", "progress=false",
+                 f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", *args.train_set]
+    accuracy = train(load_config("train", overrides, TrainConfig)).result["accuracy"]
+    print(f"trained {label} ({arch_path.name}): {accuracy:.4f}", flush=True)
+    return accuracy
 
 
 def share_threads(jobs: int) -> None:
@@ -90,53 +100,89 @@ def run_all(calls: list[tuple], jobs: int) -> list:
         return [future.result() for future in futures]
 
 
+def search_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
+    """Runs the searches and writes the entries to train (winners and width-scaled references)."""
+    searches = [(f"({letter}) {name} seed {seed}", name, seed)
+                for letter, name in (("a", "tpe"), ("b", "random"))
+                for seed in range(args.search_seeds)]
+    found = run_all([(search, f"{name}-{seed}", name, seed, args, out)
+                     for _, name, seed in searches], args.jobs)
+    entries = {label: {"arch": str(path.relative_to(out)), "search_s": seconds}
+               for (label, _, _), (path, seconds) in zip(searches, found)}
+    for name in REFERENCES:
+        arch, width = fit_width(cifar_variant(mbnas.load_arch(name)), budget)
+        entries[f"(c) {name} ×{width:g}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
+                                             "search_s": None}
+    manifest = {"args": vars(args), "entries": entries}
+    (out / "entries.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def train_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dict]:
+    """Trains every entry from scratch with one recipe, once per training seed."""
+    entries = manifest["entries"]
+    calls = [(train_winner, f"{index}-s{seed}", out / entry["arch"], seed, args, out)
+             for index, entry in enumerate(entries.values())
+             for seed in range(args.seed, args.seed + args.train_seeds)]
+    accuracies = iter(run_all(calls, args.jobs))
+    rows = []
+    for label, entry in entries.items():
+        cost = mbnas.count(mbnas.load_arch(out / entry["arch"]))
+        runs = [next(accuracies) for _ in range(args.train_seeds)]
+        rows.append({"entry": label, "arch": entry["arch"], "macs": cost.macs,
+                     "params": cost.params, "accuracies": runs,
+                     "accuracy": statistics.mean(runs), "search_s": entry["search_s"]})
+    return rows
+
+
+def print_table(args: argparse.Namespace, budget: int, rows: list[dict]) -> None:
+    print(f"\nbudget {format_count(budget)} MACs at 32 px, {args.candidates} evaluated candidates "
+          f"per search, each entry trained {args.epochs} epochs from scratch "
+          f"({args.train_seeds} seed(s), mean)")
+    print(f"{'entry':<34} {'MACs':>8} {'params':>8} {'val acc':>8} {'runs':>16} {'search':>8}")
+    for r in rows:
+        search_time = f"{r['search_s'] / 60:.1f} min" if r["search_s"] else "-"
+        runs = " ".join(f"{a:.4f}" for a in r["accuracies"])
+        print(f"{r['entry']:<34} {format_count(r['macs']):>8} {format_count(r['params']):>8} "
+              f"{r['accuracy']:>8.4f} {runs:>16} {search_time:>8}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
+    parser.add_argument("--stage", choices=("all", "search", "train"), default="all",
+                        help="search: write entries.json; train: train what entries.json names "
+                             "(e.g. searched on a CPU, trained on a GPU)")
     parser.add_argument("--budget", default="20M")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
     parser.add_argument("--evaluator", default=None, help="default: the space's own")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an evaluator setting, e.g. warmup_steps=300")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the trainings, e.g. amp=off")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64, help="of the trainings")
     parser.add_argument("--lr", type=float, default=0.05, help="of the trainings")
     parser.add_argument("--workers", type=int, default=0, help="data workers of a training")
-    parser.add_argument("--seed", type=int, default=0, help="of the trainings")
+    parser.add_argument("--seed", type=int, default=0, help="first seed of the trainings")
+    parser.add_argument("--train-seeds", type=int, default=1, help="trainings per entry")
     parser.add_argument("--search-seeds", type=int, default=1, help="searches per sampler")
     parser.add_argument("--jobs", type=int, default=1, help="searches/trainings in parallel")
     parser.add_argument("--out", default="runs/search_quality")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-
-    searches = [(f"({letter}) {name} seed {seed}", name, seed)
-                for letter, name in (("a", "tpe"), ("b", "random"))
-                for seed in range(args.search_seeds)]
-    found = run_all([(search, f"{name}-{seed}", name, seed, args, out)
-                     for _, name, seed in searches], args.jobs)
-    entries: dict[str, tuple[Path, float | None]] = {
-        label: result for (label, _, _), result in zip(searches, found)}
-    for name in ("mobilenet_v2", "mobilenet_v3_large"):
-        arch, width = fit_width(cifar_variant(mbnas.load_arch(name)), budget)
-        entries[f"(c) {name} ×{width:g}"] = (arch.save(out / f"{arch.name}.yaml"), None)
-
-    accuracies = run_all([(train_winner, f"{index}", path, args, out)
-                          for index, (path, _) in enumerate(entries.values())], args.jobs)
-    rows = []
-    for (label, (path, search_s)), accuracy in zip(entries.items(), accuracies):
-        cost = mbnas.count(mbnas.load_arch(path))
-        rows.append({"entry": label, "arch": str(path), "macs": cost.macs, "params": cost.params,
-                     "accuracy": accuracy, "search_s": search_s})
+    if args.stage == "train":
+        manifest = json.loads((out / "entries.json").read_text())
+    else:
+        manifest = search_stage(args, budget, out)
+    if args.stage == "search":
+        print(json.dumps(manifest["entries"], indent=2))
+        return
+    rows = train_stage(args, manifest, out)
     (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"\nbudget {format_count(budget)} MACs at 32 px, {args.candidates} evaluated candidates "
-          f"per search, each winner trained {args.epochs} epochs from scratch")
-    print(f"{'entry':<32} {'MACs':>8} {'params':>8} {'val acc':>8} {'search':>8}")
-    for r in rows:
-        search_time = f"{r['search_s'] / 60:.1f} min" if r["search_s"] else "-"
-        print(f"{r['entry']:<32} {format_count(r['macs']):>8} {format_count(r['params']):>8} "
-              f"{r['accuracy']:>8.4f} {search_time:>8}")
+    print_table(args, budget, rows)
 
 
 if __name__ == "__main__":
