@@ -365,13 +365,15 @@ def evaluator_specs(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]
 
 def command_rank(args: argparse.Namespace) -> int:
     table, space = load_table(args.table), mbnas.load_space(SPACE)
-    codes = sample_codes(table, args.archs, args.seed)
+    codes = sample_codes(table, args.archs,
+                         args.seed if args.sample_seed is None else args.sample_seed)
     archs = [arch_of_code(space, code) for code in codes]
     truth = [table[c]["mean_acc"] for c in codes]
     macs = [table[c]["flops"] for c in codes]
     cache = Path(args.cache).expanduser()
     data = DataConfig(name="cifar10", root=str(full_cifar10(cache)), seed=args.seed)
     results: dict[str, Any] = {"default": space.evaluator or "supernet", "archs": len(codes),
+                               "codes": codes,
                                "minutes": args.minutes, "device": args.device,
                                "evaluators": {}, "baselines": {
         "flops": ranking_metrics(macs, truth, macs),
@@ -415,7 +417,7 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
             [evaluator.label(arch, images, labels) for arch in archs], truth, macs)
     return {"evaluator": name, "settings": overrides, "prepare_minutes": prepare_minutes,
             **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds,
-            "components": components}
+            "components": components, "values": {"score": scores, **features}}
 
 
 def print_rank(results: dict[str, Any]) -> None:
@@ -523,7 +525,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rank.add_argument("--minutes", type=float, default=30.0,
                       help="CPU budget of supernet warm-ups (steps timed on this machine)")
     rank.add_argument("--archs", type=int, default=300, help="codes sampled (fixed seed)")
-    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--seed", type=int, default=0, help="of the evaluators (and the codes)")
+    rank.add_argument("--sample-seed", type=int, default=None,
+                      help="of the sampled codes, when other than --seed (the same evaluator "
+                           "scoring another sample: its warm-up is reused from --cache)")
     rank.add_argument("--cache", default=str(CACHE), help="where CIFAR-10 and warm-ups go")
     rank.add_argument("--out", default=None, help="write the results as JSON")
     rank.add_argument("--diagnose", action="store_true",

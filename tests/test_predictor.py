@@ -40,17 +40,20 @@ def predictor_evaluator(space, **settings):
 @pytest.mark.slow
 def test_predictor_warms_up_labels_fits_and_scores_repeatably(tmp_path):
     space = load_space("nas_bench_macro").replace(resolution=16)
-    evaluator = predictor_evaluator(space)
+    evaluator = predictor_evaluator(space, proxy_features={"depth": 1.0})
     run = RunFolder(tmp_path / "run")
     evaluator.prepare(run)
     saved = json.loads((run.path / "predictor.json").read_text())
     assert len(saved["labels"]) == 5 and all(math.isfinite(x) for x in saved["labels"])
     arch = space.largest()
-    score = evaluator.evaluate(arch).score
-    assert math.isfinite(score)
-    restored = predictor_evaluator(space)
+    evaluation = evaluator.evaluate(arch)
+    assert set(evaluation.features) == {"prediction", "naswot", "depth"}
+    assert math.isfinite(evaluation.score)
+    restored = predictor_evaluator(space, proxy_features={"depth": 1.0})
     restored.restore(run)
-    assert restored.evaluate(arch).score == pytest.approx(score)
+    assert restored.evaluate(arch).score == pytest.approx(evaluation.score)
+    with pytest.raises(ConfigError, match="no reference for swap"):
+        predictor_evaluator(space, proxy_features={"swap": 1.0}).restore(run)
     model = restored.model_for(arch)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
@@ -61,3 +64,5 @@ def test_bad_predictor_settings_name_the_key():
         predictor_evaluator(space, rule="greedy")
     with pytest.raises(ConfigError, match="evaluator.penalty"):
         predictor_evaluator(space, penalty=0.0)
+    with pytest.raises(ConfigError, match="evaluator.proxy_features.bogus"):
+        predictor_evaluator(space, proxy_features={"bogus": 1.0})

@@ -1,13 +1,15 @@
 """``evaluator=predictor``: a supernet labels a few hundred members, a ridge predictor learns from
-the labels, and a candidate's score adds the prediction to its NASWOT proxy.
+the labels, and a candidate's score adds the prediction to its zero-cost proxies.
 
 Once per run (resumable): a weight-sharing supernet is warmed up (by default one uniformly
 random member per step, op weights nested where shapes allow); ``label_archs`` members within
 budget are labelled with the supernet's negative loss on one fixed batch of validation images
 (BatchNorm on that batch's statistics); a ridge regression on one-hot choice encodings
 (:mod:`mbnas.predictor`) is fitted to the labels. A candidate's score is
-``z(prediction) + proxy_weight * z(NASWOT)``, standardised over the labelled members. The
-prediction smooths the supernet's noisy labels; NASWOT adds what a short warm-up cannot learn.
+``z(prediction) + proxy_weight * sum(weight * z(feature))`` over ``proxy_features`` (zero-cost
+features, by default NASWOT alone), each standardised over the labelled members. The
+prediction smooths the supernet's noisy labels; the proxies add what a short warm-up cannot
+learn.
 On NAS-Bench-Macro its prototype ranked best of everything measured; through mbnas it ranked at
 about the level of ``zero_cost`` (BENCHMARKS.md), which is why that stays the default.
 """
@@ -30,7 +32,12 @@ from mbnas.data import make_loader
 from mbnas.errors import ConfigError
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.evaluators.registry import register
-from mbnas.evaluators.zero_cost import ZeroCostConfig, ZeroCostEvaluator, reference_spread
+from mbnas.evaluators.zero_cost import (
+    FEATURES,
+    ZeroCostConfig,
+    ZeroCostEvaluator,
+    reference_spread,
+)
 from mbnas.predictor import RidgePredictor
 from mbnas.proxies import scoring_copy
 from mbnas.run_folder import RunFolder
@@ -56,8 +63,9 @@ class PredictorConfig(EvaluatorConfig):
     label_archs: int = 300  # members within budget labelled by the supernet
     label_images: int = 256  # validation images of the one labelling batch
     penalty: float = 3.0  # ridge penalty
-    proxy_weight: float = 1.0  # weight of the standardised NASWOT score
-    batch_size: int = 64  # training images NASWOT sees
+    proxy_weight: float = 1.0  # weight of the proxies' weighted sum beside the prediction
+    proxy_features: dict[str, float] = field(default_factory=lambda: {"naswot": 1.0})
+    batch_size: int = 64  # training images the proxies see
     bn_images: int = 512  # BN recalibration of exported (inherited) weights
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -70,12 +78,21 @@ class PredictorConfig(EvaluatorConfig):
         check_choice(self.sharing, "evaluator.sharing", SHARING)
         check_float(self.penalty, "evaluator.penalty", 0.0, None, low_inclusive=False)
         check_float(self.proxy_weight, "evaluator.proxy_weight", 0.0)
+        for name, weight in self.proxy_features.items():
+            if name not in FEATURES:
+                raise ConfigError(f"evaluator.proxy_features.{name}", "is not a feature",
+                                  f"choose from {', '.join(FEATURES)}")
+            check_float(weight, f"evaluator.proxy_features.{name}", low=float("-inf"))
+
+    def proxy_config(self) -> ZeroCostConfig:
+        """The zero-cost features beside the prediction, as ``evaluator=zero_cost`` reads them."""
+        return ZeroCostConfig(features=dict(self.proxy_features), batch_size=self.batch_size)
         check_optim_config(self.optim)
 
 
 @register
 class PredictorEvaluator(Evaluator):
-    """Ridge prediction from supernet labels plus NASWOT, both standardised."""
+    """Ridge prediction from supernet labels plus zero-cost proxies, all standardised."""
 
     name = "predictor"
     score_name = "score"
@@ -88,8 +105,7 @@ class PredictorEvaluator(Evaluator):
         super().__init__(cfg, context)
         self.supernet = Supernet(context.space, sharing=cfg.sharing).to(context.device)
         self.train_loader = make_loader(context.data, "train", shuffle=True)
-        self.proxy = ZeroCostEvaluator(ZeroCostConfig(features={"naswot": 1.0},
-                                                      batch_size=cfg.batch_size), context)
+        self.proxy = ZeroCostEvaluator(cfg.proxy_config(), context)
         self.predictor: RidgePredictor | None = None
         self.reference: dict[str, tuple[float, float]] = {}
 
@@ -128,9 +144,13 @@ class PredictorEvaluator(Evaluator):
         reference_spread(targets, "the supernet's loss", diverged)
         predictor = RidgePredictor.fit(choices, targets, self.cfg.penalty)
         predictions = predictor.predict(choices).tolist()
-        proxies = [self.proxy.features(arch)["naswot"] for arch in archs]
-        reference = {"prediction": reference_spread(predictions, "the prediction", diverged),
-                     "naswot": reference_spread(proxies, "NASWOT", "check the data")}
+        proxies = [self.proxy.features(arch) for arch in archs]
+        reference = {"prediction": reference_spread(predictions, "the prediction", diverged)}
+        reference.update({name: reference_spread([values[name] for values in proxies],
+                                                 f"zero-cost feature {name}",
+                                                 f"turn it off with evaluator.proxy_features."
+                                                 f"{name}=0")
+                          for name in self.proxy.cfg.used})
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"labels": targets, "predictor": predictor.to_dict(),
                                          "reference": reference}))
@@ -159,18 +179,24 @@ class PredictorEvaluator(Evaluator):
         saved = json.loads(path.read_text())
         self.predictor = RidgePredictor.from_dict(saved["predictor"])
         self.reference = {name: tuple(value) for name, value in saved["reference"].items()}
+        missing = set(self.proxy.cfg.used) - set(self.reference)
+        if missing:
+            raise ConfigError(str(path), f"has no reference for {', '.join(sorted(missing))}",
+                              "run with another name= to fit the predictor with these "
+                              "proxy_features, or keep the features it was fitted with")
 
     def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
         start = time.perf_counter()
         space = self.context.space
         choices = space.choices(arch.replace(resolution=space.resolution))
         values = {"prediction": float(self.predictor.predict([choices])[0]),
-                  "naswot": self.proxy.features(arch)["naswot"]}
+                  **self.proxy.features(arch)}
         for name, value in values.items():
             check_finite(value, f"the {name}")
         z = {name: (value - self.reference[name][0]) / self.reference[name][1]
              for name, value in values.items()}
-        score = z["prediction"] + self.cfg.proxy_weight * z["naswot"]
+        proxies = sum(self.cfg.proxy_features[name] * z[name] for name in self.proxy.cfg.used)
+        score = z["prediction"] + self.cfg.proxy_weight * proxies
         seconds = time.perf_counter() - start
         if log is not None:
             log.evaluation("predictor", values, seconds)
