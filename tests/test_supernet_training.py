@@ -10,8 +10,14 @@ from mbnas.data import DataConfig, make_loader
 from mbnas.errors import ConfigError
 from mbnas.space import load_space
 from mbnas.supernet import Supernet
-from mbnas.supernet.training import SandwichConfig, sandwich_members, subnet, train_supernet
-from mbnas.train import OptimConfig
+from mbnas.supernet.training import (
+    SandwichConfig,
+    load_finished_warmup,
+    sandwich_members,
+    subnet,
+    train_supernet,
+)
+from mbnas.train import OptimConfig, save_checkpoint
 
 SPACE = supernet_space(dropout=0.2)
 
@@ -119,3 +125,17 @@ def test_uniform_rule_trains_random_members_only():
     members = sandwich_members(space, random.Random(0), 1, rule="uniform")
     assert len(members) == 1 and space.contains(members[0])
     assert sandwich_members(space, random.Random(0), 1)[:2] == [space.largest(), space.smallest()]
+
+
+def test_a_finished_warmup_loads_and_an_unfinished_one_is_refused(tmp_path):
+    trained = Supernet(SPACE)
+    checkpoint = save_checkpoint(tmp_path / "supernet.pt",
+                                 {"step": 4, "model": trained.state_dict()})
+    with pytest.raises(ConfigError, match=r"unfinished warm-up \(step 4 of 5\)"):
+        load_finished_warmup(Supernet(SPACE), checkpoint, steps=5)
+    loaded = Supernet(SPACE)
+    load_finished_warmup(loaded, checkpoint, steps=4)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                  trained.state_dict().values()))
+    with pytest.raises(ConfigError, match="missing"):
+        load_finished_warmup(Supernet(SPACE), tmp_path / "absent.pt", steps=4)

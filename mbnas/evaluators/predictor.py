@@ -43,7 +43,13 @@ from mbnas.proxies import scoring_copy
 from mbnas.run_folder import RunFolder
 from mbnas.supernet import Supernet
 from mbnas.supernet.network import SHARING
-from mbnas.supernet.training import RULES, SandwichConfig, shared_warmup, subnet
+from mbnas.supernet.training import (
+    RULES,
+    SandwichConfig,
+    load_finished_warmup,
+    shared_warmup,
+    subnet,
+)
 from mbnas.tensorboard import TrialLog
 from mbnas.train import OptimConfig, check_finite, check_optim_config
 from mbnas.validation import check_choice, check_float, check_int
@@ -129,7 +135,8 @@ class PredictorEvaluator(Evaluator):
         if not (run.path / LABELS_FILE).is_file() or not run.supernet.is_file():
             raise ConfigError(str(run.path), "has no fitted predictor",
                               "run the search again to warm up and fit it")
-        self.prepare(run)
+        load_finished_warmup(self.supernet, run.supernet, self.cfg.warmup_steps)
+        self._load(run.path / LABELS_FILE)
 
     def _label_and_fit(self, path: Path) -> None:
         rng = random.Random(self.context.seed)

@@ -12,7 +12,6 @@ from torch import nn
 from mbnas.arch import ArchSpec
 from mbnas.budget import WithinBudget
 from mbnas.data import make_loader
-from mbnas.errors import ConfigError
 from mbnas.evaluators.base import EvaluationContext
 from mbnas.evaluators.brief_training import (
     BriefTrainingConfig,
@@ -23,7 +22,7 @@ from mbnas.evaluators.registry import register
 from mbnas.run_folder import RunFolder
 from mbnas.supernet import Supernet
 from mbnas.supernet.network import SHARING
-from mbnas.supernet.training import SandwichConfig, shared_warmup, subnet
+from mbnas.supernet.training import SandwichConfig, load_finished_warmup, shared_warmup, subnet
 from mbnas.tensorboard import TrialLog
 from mbnas.validation import check_choice, check_int
 
@@ -84,10 +83,7 @@ class SupernetEvaluator(BriefTrainingEvaluator):
                       on_step=self.context.on_warmup_step)
 
     def restore(self, run: RunFolder) -> None:
-        if not run.supernet.is_file():
-            raise ConfigError(str(run.supernet), "missing: the weights are derived from the "
-                              "run's warmed-up supernet", "pass weights=false")
-        self.prepare(run)  # resumes the finished warm-up: loads its weights
+        load_finished_warmup(self.supernet, run.supernet, self.cfg.warmup_steps)
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         self.seed_for(arch)

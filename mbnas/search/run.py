@@ -6,11 +6,9 @@ again with the same name resumes it, and any number of workers may share it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import sys
 import time
@@ -380,7 +378,5 @@ def export_run(path: str | Path, export: ExportConfig) -> Exported | None:
         space, budget = search_space(cfg), Budget.from_config(cfg.budget)
         evaluator = make_evaluator(evaluator_config(cfg.evaluator),
                                    evaluation_context(cfg, space, budget))
-        # Restoring resumes the finished warm-up: its progress bar would only say "done".
-        with contextlib.redirect_stderr(io.StringIO()):
-            evaluator.restore(folder)
+        evaluator.restore(folder)
     return export_best(study, folder, export, evaluator, kind.score_name)

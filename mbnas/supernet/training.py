@@ -37,7 +37,7 @@ from mbnas.distributed import (
     means_across,
     read_checkpoint,
 )
-from mbnas.errors import Diverged
+from mbnas.errors import ConfigError, Diverged
 from mbnas.locking import file_lock
 from mbnas.precision import FP32, Precision, optimizer_step, scaled_backward
 from mbnas.resume import check_resumable
@@ -261,6 +261,20 @@ def shared_warmup(supernet: Supernet, space: SearchSpace, data: DataConfig,
     with guard:
         return train_supernet(supernet, space, loader, cfg, checkpoint=checkpoint,
                               progress=True, precision=precision, on_step=on_step)
+
+
+def load_finished_warmup(supernet: Supernet, checkpoint: Path, steps: int) -> None:
+    """Load the weights of a warm-up of ``steps`` steps that has finished, training nothing
+    (what re-exporting a run needs); ConfigError if it is missing or unfinished."""
+    state = read_checkpoint(checkpoint)
+    if state is None:
+        raise ConfigError(str(checkpoint), "missing: the weights are derived from the run's "
+                          "warmed-up supernet", "pass weights=false")
+    if state["step"] < steps:
+        raise ConfigError(str(checkpoint), f"holds an unfinished warm-up (step {state['step']} "
+                          f"of {steps})", "run the search again to finish it, or pass "
+                          "weights=false")
+    supernet.load_state_dict(state["model"])
 
 
 def warmup_losses(checkpoint: Path) -> list[float]:
