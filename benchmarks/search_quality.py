@@ -174,6 +174,9 @@ def main() -> None:
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.stage == "train":
+        if not (out / "entries.json").is_file():
+            raise SystemExit(f"search_quality.py: {out / 'entries.json'} is missing: run "
+                             "--stage search with this --out first (or copy its folder here)")
         manifest = json.loads((out / "entries.json").read_text())
     else:
         manifest = search_stage(args, budget, out)

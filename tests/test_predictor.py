@@ -64,5 +64,7 @@ def test_bad_predictor_settings_name_the_key():
         predictor_evaluator(space, rule="greedy")
     with pytest.raises(ConfigError, match="evaluator.penalty"):
         predictor_evaluator(space, penalty=0.0)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        predictor_evaluator(space, optim={"lr": 0.0})
     with pytest.raises(ConfigError, match="evaluator.proxy_features.bogus"):
         predictor_evaluator(space, proxy_features={"bogus": 1.0})

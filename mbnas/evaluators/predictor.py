@@ -89,11 +89,11 @@ class PredictorConfig(EvaluatorConfig):
                 raise ConfigError(f"evaluator.proxy_features.{name}", "is not a feature",
                                   f"choose from {', '.join(FEATURES)}")
             check_float(weight, f"evaluator.proxy_features.{name}", low=float("-inf"))
+        check_optim_config(self.optim)
 
     def proxy_config(self) -> ZeroCostConfig:
         """The zero-cost features beside the prediction, as ``evaluator=zero_cost`` reads them."""
         return ZeroCostConfig(features=dict(self.proxy_features), batch_size=self.batch_size)
-        check_optim_config(self.optim)
 
 
 @register

@@ -3,8 +3,8 @@
 An :class:`ElasticWeights` holds an ordinary static module (a block, the stem or the head, made
 by the same classes ``mbnas.build`` uses) at the largest size a search space needs. For a smaller
 module of the same class (a *template*, which may live on the ``meta`` device and own no data),
-:meth:`ElasticWeights.sliced` returns that template's parameters and buffers, by the template's own
-names, cut out of the maximum-size ones:
+:meth:`ElasticWeights.loans` says where each of that template's parameters and buffers comes
+from, by the template's own names, cut out of the maximum-size ones:
 
 - widths (input, expanded, output, SE, head) are the **leading channels** of every dimension;
 - a smaller kernel is the **centre** of the largest one, passed through once-for-all's learned
@@ -13,8 +13,8 @@ names, cut out of the maximum-size ones:
 - BatchNorm statistics are slices (views) too, so training a subnet updates the shared ones.
 
 Because subnets and static networks share one definition of every block, running a subnet is
-lending the template its sliced tensors (:meth:`ElasticWeights.loans`, :func:`lend`) and calling
-it, and exporting it is ``load_state_dict(sliced)``.
+lending the template its cut tensors (:func:`lend`) and calling it, and exporting it is
+``load_state_dict`` of the same tensors (``Supernet.sliced_state``).
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ class Loan(NamedTuple):
 
     def tensor(self) -> torch.Tensor:
         """The lent tensor as of now: the shared one itself, or a slice of it (not a copy)."""
-        full = self.source[self.attr]
-        return full if full.shape == self.shape else self.lender.slice(self.name, full,
-                                                                       self.shape)
+        return self.lender.slice(self.name, self.source[self.attr], self.shape)
 
 
 def lend(loans: Iterable[Loan]) -> None:
@@ -118,10 +116,6 @@ class ElasticWeights(nn.Module):
             target, _ = _slot(template, name)
             loans.append(Loan(prefix + name, self, name, source, target, attr, wanted.shape))
         return loans
-
-    def sliced(self, template: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
-        """The template's parameters and buffers (named ``prefix + name``) cut from the weights."""
-        return {loan.key: loan.tensor() for loan in self.loans(template, prefix)}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return dict(_named_tensors(self.module))

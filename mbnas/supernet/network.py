@@ -140,14 +140,13 @@ class Supernet(nn.Module):
         return keys
 
     def _template(self, arch: ArchSpec) -> tuple[MobileNet, list[Loan]]:
-        """The static network of ``arch`` (structure only: it holds tensors only while it runs)
-        and the loans that fill it."""
+        """The static network of ``arch`` (structure only: made on the meta device, it holds
+        real tensors only while it runs) and the loans that fill it."""
         cached = self._templates.get(arch)
         if cached is None:
             with torch.device("meta"):
                 template = MobileNet(arch)
             cached = self._templates[arch] = (template, self._loans(arch, template))
-            return_loans(cached[1])
             if len(self._templates) > _TEMPLATE_CACHE:
                 self._templates.popitem(last=False)
         else:
