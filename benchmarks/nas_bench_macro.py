@@ -48,6 +48,8 @@ table measured each network once, and a hit's equivalents are hits too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -400,7 +402,10 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
     evaluator = build_evaluator(name, overrides, mbnas.load_space(SPACE), data, args.seed,
                                 args.device)
     start = time.perf_counter()
-    evaluator.prepare(RunFolder(folder / f"{label}-{'-'.join(overrides) or 'shipped'}"))
+    # Keyed by the whole setting, so that an edited shipped default is prepared afresh.
+    setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
+    digest = hashlib.sha1(setting.encode()).hexdigest()[:10]
+    evaluator.prepare(RunFolder(folder / f"{label}-{'-'.join(overrides) or 'shipped'}-{digest}"))
     prepare_minutes = (time.perf_counter() - start) / 60
 
     def progress(done: int) -> None:

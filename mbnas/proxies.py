@@ -10,6 +10,9 @@ and the score is repeatable.
 - ``swap`` (Peng et al. 2024, SWAP-Score without its size regulariser): the number of distinct
   sample-wise activation patterns, a unit's pattern being the signs of its input over the first
   ``SWAP_SAMPLES`` images.
+- ``expressivity`` (Lee & Ham 2024, AZ-NAS): per block, the entropy of the normalised
+  eigenvalues of the channel covariance of its output over the batch and all positions (how
+  evenly the block spreads its features over directions), added over blocks.
 - ``zico`` (Li et al. 2023): per layer, the log of the summed ratio of the mean absolute gradient
   to its standard deviation across two half batches, added over layers.
 - ``grad_norm``, ``snip`` (Abdelfattah et al. 2021): summed gradient norms, and summed
@@ -28,8 +31,9 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-from mbnas.nn.blocks import StochasticDepth
+from mbnas.nn.blocks import Block, StochasticDepth
 
 Proxy = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 # Activations whose input sign is the "code" of a unit for NASWOT (gates such as sigmoid are
@@ -57,16 +61,22 @@ def _weights(model: nn.Module) -> Iterator[nn.Parameter]:
             yield module.weight
 
 
-def _visit_rectifier_inputs(model: nn.Module, images: torch.Tensor,
-                            visit: Callable[[torch.Tensor], None]) -> None:
-    """Run ``model`` on ``images``, handing the input of every rectifier to ``visit``."""
-    hooks = [module.register_forward_pre_hook(lambda _module, inputs: visit(inputs[0]))
-             for module in model.modules() if isinstance(module, RECTIFIERS)]
+def _run_with_hooks(model: nn.Module, images: torch.Tensor, hooks: list[RemovableHandle]
+                    ) -> None:
+    """Run ``model`` on ``images``, then remove ``hooks`` (also when the forward fails)."""
     try:
         model(images)
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def _visit_rectifier_inputs(model: nn.Module, images: torch.Tensor,
+                            visit: Callable[[torch.Tensor], None]) -> None:
+    """Run ``model`` on ``images``, handing the input of every rectifier to ``visit``."""
+    _run_with_hooks(model, images, [
+        module.register_forward_pre_hook(lambda _module, inputs: visit(inputs[0]))
+        for module in model.modules() if isinstance(module, RECTIFIERS)])
 
 
 @torch.no_grad()
@@ -76,8 +86,12 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None =
     kernel = torch.zeros(count, count, dtype=torch.float64, device=images.device)
 
     def add_codes(unit_inputs: torch.Tensor) -> None:
-        codes = (unit_inputs.reshape(count, -1) > 0).to(torch.float64)
-        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+        # Units where both images are on, plus units where both are off, from one product:
+        # both_off = units - on_i - on_j + both_on. Float32 counts are exact below 2^24 units.
+        codes = (unit_inputs.reshape(count, -1) > 0).to(torch.float32)
+        both_on = codes @ codes.T
+        on = codes.sum(dim=1)
+        kernel.add_((2 * both_on - on[:, None] - on[None, :] + codes.shape[1]).double())
 
     _visit_rectifier_inputs(scoring_copy(model), images, add_codes)
     return float(torch.linalg.slogdet(kernel)[1])
@@ -98,6 +112,31 @@ def swap(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = N
 
     _visit_rectifier_inputs(scoring_copy(model), batch, add_patterns)
     return float(torch.unique(torch.cat(patterns)).numel()) if patterns else 0.0
+
+
+def eigenvalue_entropy(features: torch.Tensor) -> float:
+    """Entropy of the eigenvalue distribution of the channel covariance of an N,C,H,W map."""
+    channels = features.transpose(0, 1).reshape(features.shape[1], -1)
+    channels = channels - channels.mean(dim=1, keepdim=True)
+    eigenvalues = torch.linalg.eigvalsh((channels @ channels.T).double()).clamp(min=0)
+    total = eigenvalues.sum()
+    if total <= 0:  # a dead block (all outputs constant) spreads over no direction
+        return 0.0
+    shares = eigenvalues[eigenvalues > 0] / total
+    return float(-(shares * shares.log()).sum())
+
+
+@torch.no_grad()
+def expressivity(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None
+                 ) -> float:
+    """Summed eigenvalue entropy of every block's output feature map (AZ-NAS expressivity)."""
+    entropies: list[float] = []
+    probe = scoring_copy(model)
+    _run_with_hooks(probe, images, [
+        module.register_forward_hook(
+            lambda _module, _inputs, output: entropies.append(eigenvalue_entropy(output)))
+        for module in probe.modules() if isinstance(module, Block)])
+    return sum(entropies)
 
 
 def _loss_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
@@ -162,6 +201,7 @@ def jacob_cov(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | Non
 PROXIES: dict[str, Proxy] = {
     "naswot": naswot,
     "swap": swap,
+    "expressivity": expressivity,
     "zico": zico,
     "grad_norm": grad_norm,
     "snip": snip,

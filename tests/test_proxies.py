@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mbnas
-from mbnas.proxies import PROXIES, RECTIFIERS, naswot, swap
+from mbnas.proxies import PROXIES, RECTIFIERS, eigenvalue_entropy, expressivity, naswot, swap
 
 TINY = mbnas.ArchSpec.from_dict({
     "resolution": 16, "num_classes": 4, "stem": {"out": 8, "stride": 1},
@@ -55,3 +55,27 @@ def test_swap_counts_distinct_sample_wise_patterns():
         hook.remove()
     assert swap(model, images[:1].repeat(16, 1, 1, 1), labels) <= 2
     assert 2 < swap(model, images, labels) <= sum(units)
+
+
+def test_eigenvalue_entropy_is_high_for_isotropic_features_and_zero_for_one_direction():
+    generator = torch.Generator().manual_seed(0)
+    isotropic = torch.randn(64, 8, 4, 4, generator=generator)
+    assert eigenvalue_entropy(isotropic) == pytest.approx(math.log(8), rel=0.01)
+    one_direction = torch.randn(64, 1, 4, 4, generator=generator).repeat(1, 8, 1, 1)
+    assert eigenvalue_entropy(one_direction) == pytest.approx(0.0, abs=1e-6)
+    assert eigenvalue_entropy(torch.ones(4, 8, 2, 2)) == 0.0  # a dead block
+
+
+def test_expressivity_adds_the_entropy_of_every_block_output():
+    torch.manual_seed(0)
+    model = mbnas.build(TINY)
+    images, labels = batch()
+    outputs = []
+    hooks = [block.register_forward_hook(lambda _m, _i, output: outputs.append(output))
+             for stage in model.stages for block in stage]
+    with torch.no_grad():
+        model.train()(images)
+    for hook in hooks:
+        hook.remove()
+    expected = sum(eigenvalue_entropy(output) for output in outputs)
+    assert len(outputs) == 2 and expressivity(model, images, labels) == pytest.approx(expected)

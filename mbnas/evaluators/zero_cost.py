@@ -6,8 +6,8 @@ Each feature is standardised by its mean and spread over a reference sample of m
 the budget, measured once per run (unlabelled: no accuracy is needed, so nothing is trained), so
 that features of different scales add up and a candidate's score does not depend on which other
 candidates the search has seen. Architecture features: ``depth`` (layers that compute, i.e. not
-``skip``), ``macs`` and ``params`` (their logarithms). On NAS-Bench-Macro, NASWOT, depth and SWAP
-ranked best of every evaluator measured on 2 CPU cores (BENCHMARKS.md).
+``skip``), ``macs`` and ``params`` (their logarithms). On NAS-Bench-Macro, NASWOT, depth, SWAP and
+expressivity together ranked best of every evaluator measured on 2 CPU cores (BENCHMARKS.md).
 """
 
 from __future__ import annotations
