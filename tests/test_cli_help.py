@@ -21,7 +21,7 @@ def test_every_command_has_help_with_defaults(command, flag, capsys):
 def test_search_help_lists_options_groups_defaults_and_explanations(capsys):
     assert main(["search", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # explanations wrap
-    assert "n_trials=30" in out and "trained candidates wanted" in out
+    assert "n_trials=30" in out and "distinct candidates evaluated" in out
     assert "evaluator=supernet" in out and "scratch, supernet" in out
     assert "evaluator.warmup_steps=300" in out and "preset=default" in out
 

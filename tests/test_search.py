@@ -9,7 +9,9 @@ import mbnas
 from mbnas.budget import Budget
 from mbnas.evaluators import Evaluation
 from mbnas.search.callbacks import StopAtTotal
+from mbnas.search.exploration import ExploreAfterRepeats
 from mbnas.search.objective import Objective
+from mbnas.search.report import format_report, report
 from mbnas.search.study import enqueue_seeds
 from mbnas.search.trials import pareto_indices
 from mbnas.space import load_space
@@ -77,6 +79,57 @@ def test_duplicate_candidates_reuse_the_earlier_score(tmp_path):
     assert study.trials[1].value == study.trials[0].value
 
 
+def test_a_repeat_is_followed_by_an_unseen_member_within_budget(tmp_path):
+    trained: list = []
+    objective = make_objective(tmp_path, Budget(macs=500_000), trained)
+    objective.explore = ExploreAfterRepeats(objective.space, objective.budget, seed=0)
+    study = optuna.create_study(direction="maximize")
+    params = objective.space.choices(objective.space.smallest())
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=3)
+    first, repeat, explored = study.trials
+    assert repeat.user_attrs["duplicate_of"] == 0 and explored.system_attrs.get("fixed_params")
+    assert explored.user_attrs["digest"] != first.user_attrs["digest"]
+    assert explored.user_attrs["macs"] <= 500_000 and len(trained) == 2
+    # Only one exploration waits at a time, and none is queued once every member was seen.
+    assert objective.explore.after_repeat(study) is True
+    assert objective.explore.after_repeat(study) is False
+
+
+def test_exploration_gives_up_once_every_member_was_seen(tmp_path):
+    two_members = tmp_path / "two.yaml"  # one choice: the activation of a single block
+    two_members.write_text("""name: two
+resolution: 32
+num_classes: 10
+stem: {out: 8, kernel: 3, stride: 2, act: hswish}
+stages:
+- {block: mbconv, kernel: 3, expand: 3, se: 0, act: [relu, hswish], depth: 1, out: 16, stride: 2}
+head: {channels: 64, act: hswish}
+""")
+    objective = make_objective(tmp_path, Budget(), [])
+    objective.space = load_space(two_members)
+    explore = ExploreAfterRepeats(objective.space, Budget(), seed=0)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    assert explore.after_repeat(study) is True  # the other activation
+    study.optimize(objective, n_trials=1)
+    assert explore.after_repeat(study) is False
+
+
+def test_the_report_lists_a_network_once_and_counts_its_repeats_apart(tmp_path):
+    objective = make_objective(tmp_path, Budget(), [])
+    study = optuna.create_study(direction="maximize")
+    params = objective.space.choices(objective.space.smallest())
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=2)
+    result = report(study, "accuracy")
+    assert result["counts"]["complete"] == 2 and result["repeats"] == 1
+    assert [row["number"] for row in result["top"]] == [0]
+    assert "2 complete (1 of them repeats of a scored architecture" in format_report(result)
+
+
 def test_stop_counts_trained_candidates_only():
     study = optuna.create_study(direction="maximize")
     stop = StopAtTotal(evaluated=2, max_pruned=100)
@@ -89,6 +142,20 @@ def test_stop_counts_trained_candidates_only():
     study.optimize(objective, n_trials=50, callbacks=[stop])
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
     assert len(study.trials) == 3
+
+
+def test_stop_counts_repeats_of_scored_architectures_apart_and_gives_up_on_too_many():
+    study = optuna.create_study(direction="maximize")
+    stop = StopAtTotal(evaluated=3, max_pruned=5)
+
+    def objective(trial):
+        if trial.number:  # the sampler proposes the first architecture again and again
+            trial.set_user_attr("duplicate_of", 0)
+        return 1.0
+
+    study.optimize(objective, n_trials=50, callbacks=[stop])
+    assert len(study.trials) == 6 and "5 re-sampled architectures" in stop.reason
+    assert "1 distinct ones evaluated" in stop.reason
 
 
 def test_stop_gives_up_when_the_budget_leaves_too_little():

@@ -13,7 +13,7 @@ from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.objective import Objective
 from mbnas.search.slots import SLOT, TrialSlots, run_trials
 from mbnas.search.storage import HeartbeatConfig, fail_stale_trials, open_storage
-from mbnas.search.trials import record_worker
+from mbnas.search.trials import record_duplicate, record_worker
 from mbnas.space import load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,6 +56,18 @@ def test_a_finished_architecture_lends_its_score_unless_asked_to_evaluate_again(
     earlier = TrialSlots(total=5).claim(study.ask(), "same")
     assert earlier is not None and earlier.number == 0
     assert TrialSlots(total=5, reuse_duplicates=False).claim(study.ask(), "same") is None
+
+
+def test_a_repeat_takes_its_score_and_no_slot():
+    # TPE re-proposes its favourites often: were repeats counted, they would use up n_trials.
+    study = optuna.create_study(direction="maximize")
+    finished(study, 0.7, "same")
+    repeat = study.ask()
+    earlier = TrialSlots(total=2).claim(repeat, "same")
+    assert earlier is not None and repeat.user_attrs[SLOT] == ""
+    record_duplicate(repeat, earlier)
+    study.tell(repeat, 0.7)
+    assert TrialSlots(total=2).claim(study.ask(), "d1") is None  # 1 evaluated of 2
 
 
 def test_a_full_study_waits_for_the_trials_in_flight(tmp_path):

@@ -12,7 +12,9 @@ from mbnas.search.trials import (
     PRUNED,
     TrialRecord,
     best_trials,
+    count_scored,
     count_trials,
+    is_repeat,
     pareto_indices,
     trial_records,
 )
@@ -20,10 +22,11 @@ from mbnas.tensorboard import StudyLog
 
 
 class StopAtTotal:
-    """Stop once the study (all workers together) holds ``evaluated`` trained candidates, or
-    ``max_pruned`` over-budget ones: over-budget candidates are nearly free and never counted;
-    or once ``max_failed`` candidates in a row failed here (diverged): the settings, not the
-    candidates, are at fault."""
+    """Stop once the study (all workers together) holds ``evaluated`` evaluated candidates, or
+    ``max_pruned`` over-budget ones, or ``max_pruned`` repeats of scored architectures:
+    over-budget candidates and repeats are nearly free and never counted, but a sampler that
+    proposes nothing else has run out of space; or once ``max_failed`` candidates in a row
+    failed here (diverged): the settings, not the candidates, are at fault."""
 
     def __init__(self, evaluated: int, max_pruned: int, max_failed: int = 5):
         self.evaluated, self.max_pruned, self.max_failed = evaluated, max_pruned, max_failed
@@ -42,7 +45,12 @@ class StopAtTotal:
             self.reason = (f"stopped after {self.max_failed} candidates in a row failed (latest: "
                            f"{TrialRecord.of(trial).failed_reason})")
             study.stop()
-        elif count_trials(study, COMPLETE) >= self.evaluated:
+        elif (counts := count_scored(study))[0] >= self.evaluated:
+            study.stop()
+        elif counts[1] >= self.max_pruned:
+            self.reason = (f"stopped after {self.max_pruned} re-sampled architectures (scored "
+                           f"before) with {counts[0]} distinct ones evaluated: the budget leaves "
+                           "few members; raise it or lower n_trials")
             study.stop()
         elif count_trials(study, PRUNED) >= self.max_pruned:
             self.reason = (f"stopped after {self.max_pruned} over-budget candidates; the budget "
@@ -51,13 +59,15 @@ class StopAtTotal:
 
 
 class Progress:
-    """One line per trained candidate: how many of the total, its Optuna number, result, best
-    so far, elapsed time and the expected time left (from this process's trials so far)."""
+    """One line per evaluated candidate: how many of the total, its Optuna number, result, best
+    so far, elapsed time and the expected time left (from this process's trials so far); a line
+    per 25 over-budget candidates, and per 25 repeats of scored architectures."""
 
     def __init__(self, total: int, score_name: str = "accuracy"):
         self.total, self.score_name = total, score_name
         self.start = time.monotonic()
         self.pruned = 0
+        self.repeats = 0
         self.trained = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -74,6 +84,12 @@ class Progress:
             return
         if trial.state != COMPLETE:
             return
+        if record.duplicate_of is not None:
+            self.repeats += 1
+            if self.repeats % 25 == 0:  # the sampler re-proposing its favourites: summarise
+                print(f"  {self.repeats} re-sampled architectures took their earlier score so "
+                      "far (not counted)", flush=True)
+            return
         self.trained += 1
         result = f"{self.score_name} {record.accuracy:.4f}, {record.macs / 1e6:.1f}M MACs"
         if record.latency_ms is not None:
@@ -81,16 +97,16 @@ class Progress:
         best = max((r.accuracy for r in trial_records(study, COMPLETE)), default=None)
         best_text = f"best {best:.4f}" if best is not None else "no feasible trial yet"
         elapsed = time.monotonic() - self.start
-        done = count_trials(study, COMPLETE)
+        done = count_scored(study)[0]
         left = max(self.total - done, 0) * elapsed / self.trained
         print(f"[trial {done}/{self.total}] Optuna #{trial.number}: {result} | {best_text} "
               f"| {elapsed / 60:.1f} min, ~{left / 60:.1f} min left", flush=True)
 
 
 class StudySummaries:
-    """The study's TensorBoard views: accuracy and best-so-far after every trained trial; the
+    """The study's TensorBoard views: accuracy and best-so-far after every evaluated trial; the
     figures (best so far, accuracy against each known cost with the budget line) and the best
-    architecture every ``every`` trials and at the end."""
+    architecture every ``every`` evaluated trials and at the end (repeats add nothing)."""
 
     def __init__(self, study_log: StudyLog, cost_key: str, budget: dict[str, float],
                  every: int = 5):
@@ -98,11 +114,11 @@ class StudySummaries:
                                                                   every)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state != COMPLETE:
+        if trial.state != COMPLETE or is_repeat(trial):  # a repeat adds no point to the views
             return
         best = max(r.accuracy for r in best_trials(study))
         self.study_log.trial(trial.number, TrialRecord.of(trial).accuracy, best)
-        if count_trials(study, COMPLETE) % self.every == 0:
+        if count_scored(study)[0] % self.every == 0:
             self.refresh(study)
 
     def refresh(self, study: optuna.Study) -> None:

@@ -20,6 +20,7 @@ from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.errors import Diverged
 from mbnas.evaluators import Evaluation
+from mbnas.search.exploration import ExploreAfterRepeats
 from mbnas.search.slots import TrialSlots
 from mbnas.search.trials import (
     FAIL,
@@ -86,6 +87,8 @@ class Objective:
     log_dir: Path
     # The study's n_trials slots, shared by every worker; by default unlimited.
     slots: TrialSlots = field(default_factory=TrialSlots)
+    # What a repeat (an architecture scored before) sets going next; None: nothing.
+    explore: ExploreAfterRepeats | None = None
 
     def candidate(self, trial: optuna.Trial) -> Candidate:
         arch = self.space.sample(trial)
@@ -120,6 +123,8 @@ class Objective:
         earlier = self.slots.claim(trial, digest)
         if earlier is not None:
             record_duplicate(trial, earlier)
+            if self.explore is not None:
+                self.explore.after_repeat(trial.study)
             return earlier.accuracy
         diverged = self._diverged_before(trial.study, digest)
         if diverged is not None:  # the evaluators are deterministic per architecture

@@ -31,7 +31,10 @@ def report(study: optuna.Study, objective: str, top: int = 10) -> dict[str, Any]
             "top": sorted(complete, key=lambda r: -r["accuracy"])[:top],
             "pareto": pareto, "pareto_cost": cost_key,
             "best": best[0].number if best else None,
-            "counts": {state: sum(r["state"] == state for r in rows) for state in STATES}}
+            "counts": {state: sum(r["state"] == state for r in rows) for state in STATES},
+            # Complete trials that took an earlier trial's score: not counted in n_trials.
+            "repeats": sum(r["state"] == "complete" and r["duplicate_of"] is not None
+                           for r in rows)}
 
 
 def report_run(path: str | Path, top: int = 10) -> dict[str, Any]:
@@ -63,6 +66,10 @@ def format_table(title: str, rows: list[dict[str, Any]]) -> str:
 def format_report(result: dict[str, Any]) -> str:
     counts = result["counts"]
     states = ", ".join(f"{counts[state]} {state}" for state in STATES)
+    if result["repeats"]:
+        states = states.replace(
+            " complete", f" complete ({result['repeats']} of them repeats of a scored "
+            "architecture, not counted)", 1)
     parts = [f"study {result['study']}: {states} (pruned: untrained, over budget or not needed); "
              f"objective {result['objective']}",
              "", format_table(f"top {len(result['top'])} by accuracy:", result["top"]), "",

@@ -47,6 +47,7 @@ from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import Progress, StopAtTotal, StudySummaries
 from mbnas.search.config import ExportConfig, SearchConfig, check_search_config
 from mbnas.search.data_parallel import Lead, check_data_parallel, follow
+from mbnas.search.exploration import ExploreAfterRepeats
 from mbnas.search.forecast import Forecast
 from mbnas.search.latency import latency_estimator
 from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
@@ -56,7 +57,7 @@ from mbnas.search.storage import display, fail_stale_trials, masked, open_storag
 from mbnas.search.study import check_study_home, enqueue_seeds, make_sampler, open_study
 from mbnas.search.summary import summary_lines
 from mbnas.search.timing import measure
-from mbnas.search.trials import COMPLETE, best_trials, count_trials
+from mbnas.search.trials import COMPLETE, best_trials, count_scored, count_trials
 from mbnas.space import SearchSpace, load_space
 from mbnas.supernet.training import warmup_losses
 from mbnas.tensorboard import StudyLog
@@ -205,7 +206,7 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
     fail_stale_trials(study)
     # Written once the study accepted the settings: a refused resume leaves the old config.
     folder.save_settings(run.settings())
-    remaining = max(cfg.n_trials - count_trials(study, COMPLETE), 0)
+    remaining = max(cfg.n_trials - count_scored(study)[0], 0)
     expected = print_plan(run, study, remaining)
     evaluator = None
     if remaining > 0:
@@ -286,11 +287,13 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
     """Run trials until the study holds ``n_trials`` trained candidates, logging as it goes."""
     cfg = run.cfg
     study_log = StudyLog(run.folder.tensorboard)
+    reuse = cfg.duplicates == "reuse"
     objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
                           run.estimate_latency, run.folder.tensorboard,
-                          TrialSlots(cfg.n_trials, reuse_duplicates=cfg.duplicates == "reuse"))
+                          TrialSlots(cfg.n_trials, reuse_duplicates=reuse),
+                          ExploreAfterRepeats(run.space, run.budget, cfg.seed) if reuse else None)
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
-    # Counted over every worker sharing the study: n_trials is the total of trained candidates
+    # Counted over every worker sharing the study: n_trials is the total of evaluated candidates
     # (the slots keep it exact; this ends each worker's loop once it is reached).
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
     # A diverged candidate fails its trial (the reason is on it) and the search goes on.

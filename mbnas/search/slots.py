@@ -1,5 +1,5 @@
-"""Exactly ``n_trials`` trained candidates, and no architecture trained twice, for any number of
-workers sharing one study.
+"""Exactly ``n_trials`` evaluated candidates, and no architecture evaluated twice, for any number
+of workers sharing one study.
 
 A trial whose candidate is within budget takes one of the study's ``n_trials`` *slots* before it
 trains: it marks itself (the ``slot`` attribute, holding its architecture's digest), then reads
@@ -15,7 +15,10 @@ exceeds ``n_trials``. A trial that gives way unmarks itself and
   beating (:func:`~mbnas.search.storage.fail_stale_trials`), and tries again.
 
 The same read finds the architecture's earlier trials (unless duplicates are to be evaluated
-again): a finished one lends its score; one running on another worker is waited for.
+again): a finished one lends its score, and the repeat takes no slot (it costs nothing, so
+``n_trials`` counts distinct candidates: samplers such as TPE re-propose the best ones often,
+and counting those would spend the budget on a few architectures); one running on another worker
+is waited for.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 import optuna
 
 from mbnas.search.storage import fail_stale_trials
-from mbnas.search.trials import COMPLETE, TrialRecord, record_pruned, worker_name
+from mbnas.search.trials import COMPLETE, TrialRecord, is_repeat, record_pruned, worker_name
 
 SLOT = "slot"  # user attribute: the digest of the architecture a running trial holds a slot for
 RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING,
@@ -45,7 +48,7 @@ JITTER = random.Random()
 class StudyView:
     """What one read of the study says about a trial's slot and its architecture."""
 
-    complete: int  # finished, trained (or score-reusing) candidates
+    complete: int  # finished, evaluated candidates (repeats that reused a score left out)
     held: int  # slots held by other running trials
     waiting: int  # enqueued trials not started yet
     enqueued: bool  # this trial was enqueued rather than sampled
@@ -60,7 +63,8 @@ class StudyView:
                   and t.user_attrs.get(SLOT)]
         earlier = next((t for t in trials if t.state == COMPLETE
                         and t.user_attrs.get("digest") == digest), None)
-        return cls(complete=sum(t.state == COMPLETE for t in trials), held=len(others),
+        return cls(complete=sum(t.state == COMPLETE and not is_repeat(t) for t in trials),
+                   held=len(others),
                    waiting=sum(t.state == WAITING for t in trials),
                    enqueued=any(mark in me.system_attrs for mark in ENQUEUED_MARKS),
                    earlier=TrialRecord.of(earlier) if earlier else None,
@@ -91,8 +95,11 @@ class TrialSlots:
             total = self.total if self.total is not None else sys.maxsize
             if view.complete >= total:
                 self._give_up(trial, "not trained: n_trials reached (all workers together)")
+            if self.reuse_duplicates and view.earlier is not None:
+                trial.set_user_attr(SLOT, "")  # a reused score takes no slot
+                return view.earlier
             if view.fits(total) and not (self.reuse_duplicates and view.twin_running):
-                return view.earlier if self.reuse_duplicates else None
+                return None
             trial.set_user_attr(SLOT, "")
             if view.waiting and not view.enqueued:
                 self._give_up(trial, "not trained: gave its place to an enqueued trial "

@@ -7,7 +7,7 @@ import optuna
 
 from mbnas.run_folder import RunFolder
 from mbnas.search.plan import format_duration
-from mbnas.search.trials import COMPLETE, PRUNED, best_trials, count_trials
+from mbnas.search.trials import PRUNED, best_trials, count_scored, count_trials
 from mbnas.units import format_count
 
 
@@ -29,9 +29,10 @@ def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
     """The end of a search: trials, the best network's score (``score_name``: accuracy for
     evaluators that train), MACs, parameters, latency, the wall time, the files written and the
     next commands."""
-    trained, pruned = count_trials(study, COMPLETE), count_trials(study, PRUNED)
+    (evaluated, repeats), pruned = count_scored(study), count_trials(study, PRUNED)
     lines = [f"mbnas search: done in {format_duration(seconds)} (this process) | "
-             f"{trained} candidates trained, {pruned} pruned over budget | {folder.path}"]
+             f"{evaluated} candidates evaluated, {repeats} repeats reused a score, {pruned} "
+             f"pruned over budget | {folder.path}"]
     best = best_trials(study)
     if best:
         top = best[0]

@@ -19,6 +19,8 @@ from mbnas.arch import ArchSpec
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 FAIL = optuna.trial.TrialState.FAIL
 METRICS = ("accuracy", "macs", "params", "latency_ms")
+# User attribute of a trial that re-sampled a scored architecture: the number of that trial.
+DUPLICATE_OF = "duplicate_of"
 # optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
 # attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
 DASHBOARD_CONSTRAINTS = "constraints"
@@ -52,7 +54,7 @@ class TrialRecord:
                    params=attrs.get("params"), latency_ms=attrs.get("latency_ms"),
                    accuracy=attrs.get("accuracy"), pruned_reason=attrs.get("pruned_reason"),
                    failed_reason=attrs.get("failed_reason"),
-                   duplicate_of=attrs.get("duplicate_of"),
+                   duplicate_of=attrs.get(DUPLICATE_OF),
                    evaluation_s=attrs.get("evaluation_s"))
 
     @property
@@ -84,6 +86,19 @@ def trial_records(study: optuna.Study, *states: optuna.trial.TrialState) -> list
 def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
     """How many of the study's trials (every worker's) are in ``state``."""
     return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial re-sampled an architecture scored before and took that score."""
+    return DUPLICATE_OF in trial.user_attrs
+
+
+def count_scored(study: optuna.Study) -> tuple[int, int]:
+    """Finished trials (every worker's): those evaluated, and the repeats that reused a score
+    (nearly free, so they do not count towards ``n_trials``)."""
+    complete = study.get_trials(deepcopy=False, states=(COMPLETE,))
+    repeats = sum(is_repeat(t) for t in complete)
+    return len(complete) - repeats, repeats
 
 
 # ---------------------------------------------------------------- writing a running trial
@@ -133,7 +148,7 @@ def record_failure(trial: optuna.Trial, reason: str) -> None:
 
 def record_duplicate(trial: optuna.Trial, earlier: TrialRecord) -> None:
     """An architecture tried before: its score is the earlier trial's."""
-    trial.set_user_attr("duplicate_of", earlier.number)
+    trial.set_user_attr(DUPLICATE_OF, earlier.number)
     trial.set_user_attr("accuracy", earlier.accuracy)
 
 
