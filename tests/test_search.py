@@ -117,6 +117,17 @@ head: {channels: 64, act: hswish}
     assert explore.after_repeat(study) is False
 
 
+def test_no_exploration_is_queued_once_the_places_are_taken(tmp_path):
+    # Queued then, it would be left waiting after the search stops.
+    objective = make_objective(tmp_path, Budget(), [])
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    study.ask()  # the repeat's own trial, running
+    full = ExploreAfterRepeats(objective.space, Budget(), seed=0, total=1)
+    assert full.after_repeat(study) is False
+    assert ExploreAfterRepeats(objective.space, Budget(), seed=0, total=2).after_repeat(study)
+
+
 def test_the_report_lists_a_network_once_and_counts_its_repeats_apart(tmp_path):
     objective = make_objective(tmp_path, Budget(), [])
     study = optuna.create_study(direction="maximize")

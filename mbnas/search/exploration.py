@@ -15,24 +15,33 @@ import random
 import optuna
 
 from mbnas.budget import Budget, WithinBudget
+from mbnas.search.trials import COMPLETE, is_repeat
 from mbnas.space import SearchSpace
 
-WAITING = optuna.trial.TrialState.WAITING
+RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
 
 
 class ExploreAfterRepeats:
-    """Enqueues one unseen member within budget after each repeat (none while one waits)."""
+    """Enqueues one unseen member within budget after each repeat (none while one waits, and
+    none once the evaluated and running candidates fill ``total``, which would leave it waiting
+    after the search stops)."""
 
-    def __init__(self, space: SearchSpace, budget: Budget, seed: int, tries: int = 50):
-        self.space, self.tries = space, tries
+    def __init__(self, space: SearchSpace, budget: Budget, seed: int,
+                 total: int | None = None, tries: int = 50):
+        self.space, self.total, self.tries = space, total, tries
         self.members = WithinBudget(space, budget, seed=seed)
         self.rng = random.Random(seed)
 
     def after_repeat(self, study: optuna.Study) -> bool:
-        """Enqueue an architecture no trial has tried; False when one waits already, or when
-        ``tries`` random members were all seen (the budget leaves few members)."""
+        """Enqueue an architecture no trial has tried; False when one waits already, when no
+        place is left for it, or when ``tries`` random members were all seen (the budget leaves
+        few members). Called from the repeat's own trial, which is running."""
         trials = study.get_trials(deepcopy=False)
         if any(t.state == WAITING for t in trials):
+            return False
+        evaluated = sum(t.state == COMPLETE and not is_repeat(t) for t in trials)
+        running_others = sum(t.state == RUNNING for t in trials) - 1
+        if self.total is not None and evaluated + running_others >= self.total:
             return False
         seen = {t.user_attrs.get("digest") for t in trials}
         for _ in range(self.tries):

@@ -63,13 +63,15 @@ def format_table(title: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _state_count(result: dict[str, Any], state: str) -> str:
+    text = f"{result['counts'][state]} {state}"
+    if state == "complete" and result["repeats"]:
+        text += f" ({result['repeats']} of them repeats of a scored architecture, not counted)"
+    return text
+
+
 def format_report(result: dict[str, Any]) -> str:
-    counts = result["counts"]
-    states = ", ".join(f"{counts[state]} {state}" for state in STATES)
-    if result["repeats"]:
-        states = states.replace(
-            " complete", f" complete ({result['repeats']} of them repeats of a scored "
-            "architecture, not counted)", 1)
+    states = ", ".join(_state_count(result, state) for state in STATES)
     parts = [f"study {result['study']}: {states} (pruned: untrained, over budget or not needed); "
              f"objective {result['objective']}",
              "", format_table(f"top {len(result['top'])} by accuracy:", result["top"]), "",

@@ -284,14 +284,15 @@ def log_warmup(folder: RunFolder) -> None:
 
 
 def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
-    """Run trials until the study holds ``n_trials`` trained candidates, logging as it goes."""
+    """Run trials until the study holds ``n_trials`` evaluated candidates, logging as it goes."""
     cfg = run.cfg
     study_log = StudyLog(run.folder.tensorboard)
     reuse = cfg.duplicates == "reuse"
     objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
                           run.estimate_latency, run.folder.tensorboard,
                           TrialSlots(cfg.n_trials, reuse_duplicates=reuse),
-                          ExploreAfterRepeats(run.space, run.budget, cfg.seed) if reuse else None)
+                          ExploreAfterRepeats(run.space, run.budget, cfg.seed, cfg.n_trials)
+                          if reuse else None)
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
     # Counted over every worker sharing the study: n_trials is the total of evaluated candidates
     # (the slots keep it exact; this ends each worker's loop once it is reached).
