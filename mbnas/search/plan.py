@@ -144,8 +144,8 @@ def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
         f"  evaluator  {evaluator.get('name')} ({steps})",
         f"  preset     {cfg.preset}",
         f"  data       {data_line(cfg.data)}",
-        f"  trials     {remaining} of {cfg.n_trials} to train (over-budget candidates "
-        "are pruned untrained and not counted)",
+        f"  trials     {remaining} of {cfg.n_trials} to evaluate (over-budget candidates "
+        "are pruned untrained, re-sampled ones reuse their score: neither is counted)",
         f"  threads    {torch.get_num_threads()} (threads=)",
         f"  expected   about {format_duration(total)} ({warmup}{remaining} × "
         f"{format_duration(expected.trial_s)}; {step}from this run's work timed here; "

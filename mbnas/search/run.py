@@ -270,9 +270,9 @@ def print_plan(run: SearchRun, study: optuna.Study, remaining: int) -> Estimate 
     for note in (busy_note(torch.get_num_threads(), idle_minutes), threads_hint(cfg.threads)):
         if note:
             print(note, flush=True)
-    print("Each line below is one trained candidate: [trial k/N] counts trained candidates "
-          "(all workers), Optuna #n is the study's trial number (over-budget candidates take "
-          "numbers too).", flush=True)
+    print("Each line below is one evaluated candidate: [trial k/N] counts evaluated candidates "
+          "(all workers), Optuna #n is the study's trial number (over-budget and re-sampled "
+          "candidates take numbers too).", flush=True)
     return expected
 
 
