@@ -33,9 +33,9 @@ from mbnas.errors import ConfigError
 from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
 from mbnas.evaluators.registry import register
 from mbnas.evaluators.zero_cost import (
-    FEATURES,
     ZeroCostConfig,
     ZeroCostEvaluator,
+    check_feature_weights,
     reference_spread,
 )
 from mbnas.predictor import RidgePredictor
@@ -84,11 +84,7 @@ class PredictorConfig(EvaluatorConfig):
         check_choice(self.sharing, "evaluator.sharing", SHARING)
         check_float(self.penalty, "evaluator.penalty", 0.0, None, low_inclusive=False)
         check_float(self.proxy_weight, "evaluator.proxy_weight", 0.0)
-        for name, weight in self.proxy_features.items():
-            if name not in FEATURES:
-                raise ConfigError(f"evaluator.proxy_features.{name}", "is not a feature",
-                                  f"choose from {', '.join(FEATURES)}")
-            check_float(weight, f"evaluator.proxy_features.{name}", low=float("-inf"))
+        check_feature_weights(self.proxy_features, "evaluator.proxy_features")
         check_optim_config(self.optim)
 
     def proxy_config(self) -> ZeroCostConfig:
@@ -151,13 +147,10 @@ class PredictorEvaluator(Evaluator):
         reference_spread(targets, "the supernet's loss", diverged)
         predictor = RidgePredictor.fit(choices, targets, self.cfg.penalty)
         predictions = predictor.predict(choices).tolist()
-        proxies = [self.proxy.features(arch) for arch in archs]
-        reference = {"prediction": reference_spread(predictions, "the prediction", diverged)}
-        reference.update({name: reference_spread([values[name] for values in proxies],
-                                                 f"zero-cost feature {name}",
-                                                 f"turn it off with evaluator.proxy_features."
-                                                 f"{name}=0")
-                          for name in self.proxy.cfg.used})
+        self.proxy.standardise_over([self.proxy.features(arch) for arch in archs],
+                                    "evaluator.proxy_features")
+        reference = {"prediction": reference_spread(predictions, "the prediction", diverged),
+                     **self.proxy.reference}
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"labels": targets, "predictor": predictor.to_dict(),
                                          "reference": reference}))
@@ -191,6 +184,8 @@ class PredictorEvaluator(Evaluator):
             raise ConfigError(str(path), f"has no reference for {', '.join(sorted(missing))}",
                               "run with another name= to fit the predictor with these "
                               "proxy_features, or keep the features it was fitted with")
+        # Standardised over the labelled members, as the prediction is.
+        self.proxy.reference = {name: self.reference[name] for name in self.proxy.cfg.used}
 
     def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
         start = time.perf_counter()
@@ -200,10 +195,9 @@ class PredictorEvaluator(Evaluator):
                   **self.proxy.features(arch)}
         for name, value in values.items():
             check_finite(value, f"the {name}")
-        z = {name: (value - self.reference[name][0]) / self.reference[name][1]
-             for name, value in values.items()}
-        proxies = sum(self.cfg.proxy_features[name] * z[name] for name in self.proxy.cfg.used)
-        score = z["prediction"] + self.cfg.proxy_weight * proxies
+        mean, spread = self.reference["prediction"]
+        score = ((values["prediction"] - mean) / spread
+                 + self.cfg.proxy_weight * self.proxy.score(values))
         seconds = time.perf_counter() - start
         if log is not None:
             log.evaluation("predictor", values, seconds)

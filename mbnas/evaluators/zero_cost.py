@@ -57,6 +57,16 @@ def reference_spread(values: list[float], what: str, fix: str) -> tuple[float, f
     return statistics.fmean(values), statistics.pstdev(values) or 1.0
 
 
+def check_feature_weights(features: dict[str, float], key: str) -> None:
+    """Every name a feature of :data:`FEATURES` and every weight a number; ``key`` is the
+    setting the errors name (``evaluator.features``, say)."""
+    for name, weight in features.items():
+        if name not in FEATURES:
+            raise ConfigError(f"{key}.{name}", "is not a feature",
+                              f"choose from {', '.join(FEATURES)}")
+        check_float(weight, f"{key}.{name}", low=float("-inf"))
+
+
 @dataclass
 class ZeroCostConfig(EvaluatorConfig):
     """Schema of ``conf/evaluator/zero_cost.yaml``."""
@@ -74,11 +84,7 @@ class ZeroCostConfig(EvaluatorConfig):
         return {name: weight for name, weight in self.features.items() if weight}
 
     def check(self) -> None:
-        for name, weight in self.features.items():
-            if name not in FEATURES:
-                raise ConfigError(f"evaluator.features.{name}", "is not a feature",
-                                  f"choose from {', '.join(FEATURES)}")
-            check_float(weight, f"evaluator.features.{name}", low=float("-inf"))
+        check_feature_weights(self.features, "evaluator.features")
         if not self.used:
             raise ConfigError("evaluator.features", "no feature has a weight",
                               "give at least one, e.g. evaluator.features.naswot=1")
@@ -124,17 +130,22 @@ class ZeroCostEvaluator(Evaluator):
             return
         rng = random.Random(self.context.seed)
         members = WithinBudget(self.context.space, self.context.budget, seed=self.context.seed)
-        samples = [self.features(members.sample_random(rng))
-                   for _ in range(self.cfg.reference_archs)]
-        self.reference = {
-            name: reference_spread([s[name] for s in samples], f"zero-cost feature {name}",
-                                   f"turn it off with evaluator.features.{name}=0")
-            for name in self.cfg.used}
+        self.standardise_over([self.features(members.sample_random(rng))
+                               for _ in range(self.cfg.reference_archs)])
         run.path.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"features": self.cfg.used,
                                          "reference": self.reference}, indent=1))
         temporary.replace(path)
+
+    def standardise_over(self, samples: list[dict[str, float]],
+                         key: str = "evaluator.features") -> None:
+        """Take each feature's mean and spread from ``samples`` (raw values, as
+        :meth:`features` gives them); ``key`` is the setting the errors name."""
+        self.reference = {
+            name: reference_spread([s[name] for s in samples], f"zero-cost feature {name}",
+                                   f"turn it off with {key}.{name}=0")
+            for name in self.cfg.used}
 
     def restore(self, run: RunFolder) -> None:
         path = run.path / REFERENCE_FILE

@@ -15,7 +15,7 @@ import random
 import optuna
 
 from mbnas.budget import Budget, WithinBudget
-from mbnas.search.trials import COMPLETE, is_repeat
+from mbnas.search.trials import is_evaluated
 from mbnas.space import SearchSpace
 
 RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
@@ -39,7 +39,7 @@ class ExploreAfterRepeats:
         trials = study.get_trials(deepcopy=False)
         if any(t.state == WAITING for t in trials):
             return False
-        evaluated = sum(t.state == COMPLETE and not is_repeat(t) for t in trials)
+        evaluated = sum(is_evaluated(t) for t in trials)
         running_others = sum(t.state == RUNNING for t in trials) - 1
         if self.total is not None and evaluated + running_others >= self.total:
             return False

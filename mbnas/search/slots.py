@@ -32,7 +32,13 @@ from dataclasses import dataclass
 import optuna
 
 from mbnas.search.storage import fail_stale_trials
-from mbnas.search.trials import COMPLETE, TrialRecord, is_repeat, record_pruned, worker_name
+from mbnas.search.trials import (
+    COMPLETE,
+    TrialRecord,
+    is_evaluated,
+    record_pruned,
+    worker_name,
+)
 
 SLOT = "slot"  # user attribute: the digest of the architecture a running trial holds a slot for
 RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING,
@@ -63,7 +69,7 @@ class StudyView:
                   and t.user_attrs.get(SLOT)]
         earlier = next((t for t in trials if t.state == COMPLETE
                         and t.user_attrs.get("digest") == digest), None)
-        return cls(complete=sum(t.state == COMPLETE and not is_repeat(t) for t in trials),
+        return cls(complete=sum(is_evaluated(t) for t in trials),
                    held=len(others),
                    waiting=sum(t.state == WAITING for t in trials),
                    enqueued=any(mark in me.system_attrs for mark in ENQUEUED_MARKS),

@@ -93,6 +93,12 @@ def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
     return DUPLICATE_OF in trial.user_attrs
 
 
+def is_evaluated(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial finished by evaluating its architecture (not by reusing a score): one
+    of the search's ``n_trials``."""
+    return trial.state == COMPLETE and not is_repeat(trial)
+
+
 def count_scored(study: optuna.Study) -> tuple[int, int]:
     """Finished trials (every worker's): those evaluated, and the repeats that reused a score
     (nearly free, so they do not count towards ``n_trials``)."""
