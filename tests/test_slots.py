@@ -13,7 +13,7 @@ from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.objective import Objective
 from mbnas.search.slots import SLOT, TrialSlots, run_trials
 from mbnas.search.storage import HeartbeatConfig, fail_stale_trials, open_storage
-from mbnas.search.trials import record_duplicate, record_worker
+from mbnas.search.trials import EXPLORATION, record_duplicate, record_worker
 from mbnas.space import load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,6 +103,26 @@ def test_sampled_trials_give_way_to_enqueued_ones():
         TrialSlots(total=2).claim(sampled, "d1")
     enqueued = study.ask()  # enqueued trials take the places in turn, whoever else waits
     assert TrialSlots(total=2).claim(enqueued, "d2") is None
+
+
+def test_an_exploration_gives_way_to_a_waiting_retry():
+    # Enqueued after a repeat, an exploration is a guess: the retry of a dead worker's trial and
+    # a seed keep their place (the retry would otherwise find n_trials reached and be pruned).
+    def exploration_then_retry_waiting() -> optuna.Study:
+        study = optuna.create_study(direction="maximize")
+        finished(study)
+        study.enqueue_trial({"x": 1.0}, user_attrs={EXPLORATION: True})
+        study.enqueue_trial({"x": 2.0})
+        return study
+
+    study = exploration_then_retry_waiting()
+    exploration = study.ask()
+    assert exploration.user_attrs[EXPLORATION]
+    with pytest.raises(optuna.TrialPruned, match="gave its place"):
+        TrialSlots(total=2).claim(exploration, "d1")
+    assert TrialSlots(total=2).claim(study.ask(), "d2") is None  # the retry takes the place
+    study = exploration_then_retry_waiting()
+    assert TrialSlots(total=3).claim(study.ask(), "d1") is None  # room for both: it goes on
 
 
 def test_any_number_of_workers_reach_exactly_n_trials(tmp_path):

@@ -15,7 +15,7 @@ import random
 import optuna
 
 from mbnas.budget import Budget, WithinBudget
-from mbnas.search.trials import is_evaluated
+from mbnas.search.trials import EXPLORATION, is_evaluated
 from mbnas.space import SearchSpace
 
 RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
@@ -24,7 +24,8 @@ RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAIT
 class ExploreAfterRepeats:
     """Enqueues one unseen member within budget after each repeat (none while one waits, and
     none once the evaluated and running candidates fill ``total``, which would leave it waiting
-    after the search stops)."""
+    after the search stops). An exploration gives way to seeds and to retries of a dead worker's
+    trials, as a sampled trial does: it is only a guess, they are owed their place."""
 
     def __init__(self, space: SearchSpace, budget: Budget, seed: int,
                  total: int | None = None, tries: int = 50):
@@ -47,6 +48,6 @@ class ExploreAfterRepeats:
         for _ in range(self.tries):
             arch = self.members.sample_random(self.rng)
             if arch.digest() not in seen:
-                study.enqueue_trial(self.space.choices(arch))
+                study.enqueue_trial(self.space.choices(arch), user_attrs={EXPLORATION: True})
                 return True
         return False

@@ -10,7 +10,8 @@ exceeds ``n_trials``. A trial that gives way unmarks itself and
 
 - ends (pruned, untrained) once the study holds ``n_trials`` finished candidates;
 - ends likewise when an enqueued trial (a seed, or the retry of a trial whose worker died) waits
-  for the slot: enqueued trials go first, and this worker takes the enqueued one next;
+  for the slot: those go first, and this worker takes the enqueued one next (an exploration,
+  enqueued after a repeat, is not owed a place and gives way like a sampled trial);
 - otherwise waits for the trials in flight on other workers, failing those whose worker stopped
   beating (:func:`~mbnas.search.storage.fail_stale_trials`), and tries again.
 
@@ -34,6 +35,7 @@ import optuna
 from mbnas.search.storage import fail_stale_trials
 from mbnas.search.trials import (
     COMPLETE,
+    EXPLORATION,
     TrialRecord,
     is_evaluated,
     record_pruned,
@@ -43,9 +45,9 @@ from mbnas.search.trials import (
 SLOT = "slot"  # user attribute: the digest of the architecture a running trial holds a slot for
 RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING,
                           optuna.trial.TrialState.FAIL)
-# System attributes of trials that were enqueued (Optuna's enqueue_trial, and its retry of a
-# trial whose worker died) rather than sampled.
-ENQUEUED_MARKS = ("fixed_params", "failed_trial")
+# System attributes Optuna gives enqueued trials: every enqueued one, and the retry of a trial
+# whose worker died.
+ENQUEUED, RETRY = "fixed_params", "failed_trial"
 # Its own generator: every worker seeds the global one alike, so their jitters would coincide.
 JITTER = random.Random()
 
@@ -57,7 +59,7 @@ class StudyView:
     complete: int  # finished, evaluated candidates (repeats that reused a score left out)
     held: int  # slots held by other running trials
     waiting: int  # enqueued trials not started yet
-    enqueued: bool  # this trial was enqueued rather than sampled
+    first: bool  # this trial goes before sampled ones: a seed or a retry
     earlier: TrialRecord | None  # a finished trial of the same architecture
     twin_running: bool  # another running trial holds a slot for the same architecture
 
@@ -72,14 +74,14 @@ class StudyView:
         return cls(complete=sum(is_evaluated(t) for t in trials),
                    held=len(others),
                    waiting=sum(t.state == WAITING for t in trials),
-                   enqueued=any(mark in me.system_attrs for mark in ENQUEUED_MARKS),
+                   first=goes_first(me),
                    earlier=TrialRecord.of(earlier) if earlier else None,
                    twin_running=any(t.user_attrs[SLOT] == digest for t in others))
 
     def fits(self, total: int) -> bool:
-        """Whether this trial's slot fits in ``total``, leaving room for enqueued trials when
-        it was sampled."""
-        queued = 0 if self.enqueued else self.waiting
+        """Whether this trial's slot fits in ``total``, leaving room for enqueued trials unless
+        it goes first itself."""
+        queued = 0 if self.first else self.waiting
         return self.complete + self.held + queued + 1 <= total
 
 
@@ -107,7 +109,7 @@ class TrialSlots:
             if view.fits(total) and not (self.reuse_duplicates and view.twin_running):
                 return None
             trial.set_user_attr(SLOT, "")
-            if view.waiting and not view.enqueued:
+            if view.waiting and not view.first:
                 self._give_up(trial, "not trained: gave its place to an enqueued trial "
                               "(a seed, or the retry of a trial whose worker died)")
             if not said:
@@ -123,6 +125,14 @@ class TrialSlots:
         trial.set_user_attr(SLOT, "")
         record_pruned(trial, [reason])
         raise optuna.TrialPruned(reason)
+
+
+def goes_first(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` is owed a place before sampled trials: a retry, or a trial enqueued
+    other than to explore (a seed)."""
+    if RETRY in trial.system_attrs:
+        return True
+    return ENQUEUED in trial.system_attrs and not trial.user_attrs.get(EXPLORATION)
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],

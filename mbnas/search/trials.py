@@ -21,6 +21,9 @@ FAIL = optuna.trial.TrialState.FAIL
 METRICS = ("accuracy", "macs", "params", "latency_ms")
 # User attribute of a trial that re-sampled a scored architecture: the number of that trial.
 DUPLICATE_OF = "duplicate_of"
+# User attribute of a trial enqueued to explore after a repeat (it waits its turn like a sampled
+# one, behind seeds and retries).
+EXPLORATION = "exploration"
 # optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
 # attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
 DASHBOARD_CONSTRAINTS = "constraints"
