@@ -67,10 +67,11 @@ def evaluator_settings(name: str, overrides: Sequence[str]) -> Any:
 
 
 def build_evaluator(name: str, overrides: Sequence[str], space: SearchSpace, data: DataConfig,
-                    seed: int, device: str = "cpu") -> Evaluator:
-    """An evaluator as a search of ``space`` without budget would build it, on ``device``."""
+                    seed: int, device: str = "cpu", budget: Budget | None = None) -> Evaluator:
+    """An evaluator as a search of ``space`` within ``budget`` (none: no budget) would build it,
+    on ``device``."""
     context = EvaluationContext(data=data, device=torch.device(device), seed=seed, space=space,
-                                budget=Budget())
+                                budget=budget or Budget())
     return make_evaluator(evaluator_settings(name, overrides), context)
 
 

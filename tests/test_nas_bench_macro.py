@@ -250,3 +250,25 @@ def test_smoke_search_exports_a_member_within_budget(tmp_path):
     else:
         macs = mbnas.count(nbm.arch_of_code(SPACE, code)).macs
     assert macs <= 40_000_000
+
+
+CIFAR_TARBALL = ROOT / "../shared/data/cifar10-train-jpeg.tar.gz"
+
+
+@needs_table
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR_TARBALL.is_file(), reason="no full CIFAR-10 in ../shared")
+def test_optimum_scores_every_network_within_budget(tmp_path, capsys):
+    out = tmp_path / "optimum.json"
+    argv = ["--table", str(TABLE), "optimum", "--budgets", "13M", "--top", "3",
+            "--set", "reference_archs=4", "--cache", str(tmp_path), "--out", str(out)]
+    assert nbm.main(argv) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    table = json.loads(TABLE.read_text())
+    assert row["networks"] == row["in_budget"] == 4  # no two equivalent codes within 13M
+    scores = [f["score"] for f in row["favourites"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    for favourite in row["favourites"]:
+        assert table[favourite["code"]]["flops"] <= 13_000_000
+        assert favourite["top_fraction"] in {0.25, 0.5, 0.75, 1.0}
+    assert "networks scored" in capsys.readouterr().out

@@ -194,7 +194,8 @@ class PredictorEvaluator(Evaluator):
         values = {"prediction": float(self.predictor.predict([choices])[0]),
                   **self.proxy.features(arch)}
         for name, value in values.items():
-            check_finite(value, f"the {name}")
+            check_finite(value, "the supernet's prediction" if name == "prediction"
+                         else f"zero-cost feature {name}")
         mean, spread = self.reference["prediction"]
         score = ((values["prediction"] - mean) / spread
                  + self.cfg.proxy_weight * self.proxy.score(values))
