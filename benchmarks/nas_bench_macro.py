@@ -84,6 +84,7 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError, MbnasError
+from mbnas.evaluators import Evaluator
 from mbnas.evaluators.predictor import PredictorEvaluator
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import StopAtTotal
@@ -199,12 +200,23 @@ def command_params(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- oracle
 
 
-def targets(table: dict, macs: int, tolerance: float) -> dict[str, Any]:
-    """The in-budget codes and the hits: within ``tolerance`` points of the best of them."""
+def within(table: dict, macs: int) -> dict[str, dict[str, Any]]:
+    """The table's rows of the codes within ``macs``; a clear error when none fits."""
     fits = {code: row for code, row in table.items() if row["flops"] <= macs}
     if not fits:
         raise ConfigError("--budgets", f"{macs_text(macs)} MACs fits no code", "the smallest "
                           f"needs {macs_text(min(row['flops'] for row in table.values()))}")
+    return fits
+
+
+def ranked_accuracies(table: dict, macs: int) -> list[float]:
+    """The ``mean_acc`` of every code within ``macs``, best first."""
+    return sorted((row["mean_acc"] for row in within(table, macs).values()), reverse=True)
+
+
+def targets(table: dict, macs: int, tolerance: float) -> dict[str, Any]:
+    """The in-budget codes and the hits: within ``tolerance`` points of the best of them."""
+    fits = within(table, macs)
     best = max(sorted(fits), key=lambda code: fits[code]["mean_acc"])  # ties: the lowest code
     hits = sorted(c for c, row in fits.items()
                   if row["mean_acc"] >= fits[best]["mean_acc"] - tolerance)
@@ -411,10 +423,8 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
     evaluator = build_evaluator(name, overrides, mbnas.load_space(SPACE), data, args.seed,
                                 args.device)
     start = time.perf_counter()
-    # Keyed by the whole setting, so that an edited shipped default is prepared afresh.
-    setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
-    digest = hashlib.sha1(setting.encode()).hexdigest()[:10]
-    evaluator.prepare(RunFolder(folder / f"{label}-{'-'.join(overrides) or 'shipped'}-{digest}"))
+    evaluator.prepare(RunFolder(folder / (f"{label}-{'-'.join(overrides) or 'shipped'}-"
+                                          f"{setting_digest(evaluator)}")))
     prepare_minutes = (time.perf_counter() - start) / 60
 
     def progress(done: int) -> None:
@@ -432,6 +442,13 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
     return {"evaluator": name, "settings": overrides, "prepare_minutes": prepare_minutes,
             **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds,
             "components": components, "values": {"score": scores, **features}}
+
+
+def setting_digest(evaluator: Evaluator) -> str:
+    """A short digest of the evaluator's whole setting: cached preparations are keyed by it, so
+    that an edited shipped default is prepared afresh."""
+    setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
+    return hashlib.sha1(setting.encode()).hexdigest()[:10]
 
 
 def print_rank(results: dict[str, Any]) -> None:
@@ -464,8 +481,7 @@ def command_search(args: argparse.Namespace) -> int:
     rows = []
     for budget in args.budgets.split(","):
         macs = parse_count(budget, "--budgets")
-        in_budget = sorted((e["mean_acc"] for e in table.values() if e["flops"] <= macs),
-                           reverse=True)
+        in_budget = ranked_accuracies(table, macs)
         for seed in range(args.seeds):
             name = f"nbm-{budget}-seed{seed}"
             command = [sys.executable, "-m", "mbnas", "search", f"space={SPACE}",
@@ -493,31 +509,29 @@ def command_search(args: argparse.Namespace) -> int:
 def command_optimum(args: argparse.Namespace) -> int:
     """Every network within each budget scored by one evaluator; its favourites in the table."""
     table, space = load_table(args.table), mbnas.load_space(SPACE)
+    budgets = {budget: parse_count(budget, "--budgets") for budget in args.budgets.split(",")}
+    accuracies = {budget: ranked_accuracies(table, macs) for budget, macs in budgets.items()}
     data = DataConfig(name="cifar10", root=str(full_cifar10(Path(args.cache).expanduser())),
                       seed=args.seed)
     rows = []
-    for budget in args.budgets.split(","):
-        macs = parse_count(budget, "--budgets")
-        in_budget = sorted((e["mean_acc"] for e in table.values() if e["flops"] <= macs),
-                           reverse=True)
-        codes = sorted({canonical_code(space, c) for c, e in table.items() if e["flops"] <= macs})
+    for budget, macs in budgets.items():
+        in_budget = accuracies[budget]
+        codes = sorted({canonical_code(space, code) for code in within(table, macs)})
         evaluator = build_evaluator(args.evaluator, args.set, space, data, args.seed,
                                     args.device, Budget(macs=macs))
-        setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
-        digest = hashlib.sha1(setting.encode()).hexdigest()[:10]
         start = time.perf_counter()
-        evaluator.prepare(RunFolder(Path(args.cache).expanduser() / "optimum"
-                                    / f"{args.evaluator}-{budget}-seed{args.seed}-{digest}"))
+        evaluator.prepare(RunFolder(Path(args.cache).expanduser() / "optimum" / (
+            f"{args.evaluator}-{budget}-seed{args.seed}-{setting_digest(evaluator)}")))
 
         def progress(done: int, budget: str = budget, total: int = len(codes)) -> None:
             if done % 100 == 0 or done == total:
                 print(f"  {budget}: {done}/{total} scored", file=sys.stderr, flush=True)
 
         scores, _, _ = score_all(evaluator, [arch_of_code(space, c) for c in codes], progress)
-        ranked = sorted(zip(scores, codes), reverse=True)[:args.top]
+        first = sorted(zip(scores, codes), reverse=True)[:args.top]
         favourites = [{"code": code, "score": score, "mean_acc": table[code]["mean_acc"],
                        "top_fraction": top_fraction(table[code]["mean_acc"], in_budget)}
-                      for score, code in ranked]
+                      for score, code in first]
         rows.append({"budget": budget, "networks": len(codes), "in_budget": len(in_budget),
                      "minutes": (time.perf_counter() - start) / 60, "favourites": favourites})
         print_optimum(rows[-1])
@@ -559,6 +573,13 @@ def print_search(rows: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------- command line
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -619,7 +640,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optimum.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override an evaluator setting, e.g. features.depth=0.5")
     optimum.add_argument("--seed", type=int, default=0, help="the search's seed= it stands for")
-    optimum.add_argument("--top", type=int, default=10, help="favourites listed per budget")
+    optimum.add_argument("--top", type=positive, default=10, help="favourites listed per budget")
     optimum.add_argument("--cache", default=str(CACHE), help="where CIFAR-10 is unpacked")
     optimum.add_argument("--device", default="cpu")
     optimum.add_argument("--out", default=None, help="write the results as JSON")

@@ -272,3 +272,12 @@ def test_optimum_scores_every_network_within_budget(tmp_path, capsys):
         assert table[favourite["code"]]["flops"] <= 13_000_000
         assert favourite["top_fraction"] in {0.25, 0.5, 0.75, 1.0}
     assert "networks scored" in capsys.readouterr().out
+
+
+@needs_table
+def test_optimum_refuses_a_budget_that_fits_no_code_before_any_work(tmp_path, capsys):
+    argv = ["--table", str(TABLE), "optimum", "--budgets", "30M,5M", "--cache", str(tmp_path)]
+    assert nbm.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5M MACs fits no code; the smallest needs 7.71M" in err
+    assert not any(tmp_path.iterdir())  # nothing unpacked, nothing scored
