@@ -88,16 +88,17 @@ def test_diverging_warmup_keeps_its_last_finite_checkpoint(tmp_path, monkeypatch
 
 
 def infinite_after(monkeypatch, calls: int, every: int) -> None:
-    """NASWOT gives infinity to every ``every``-th candidate once ``calls`` were scored."""
-    real, seen = PROXIES["naswot"], []
+    """SWAP (a default feature) gives infinity to every ``every``-th candidate once ``calls``
+    were scored."""
+    real, seen = PROXIES["swap"], []
 
-    def naswot(model, images, labels):
+    def swap(model, images, labels):
         seen.append(1)
         if len(seen) > calls and len(seen) % every == 0:
             return float("inf")
         return real(model, images, labels)
 
-    monkeypatch.setitem(PROXIES, "naswot", naswot)
+    monkeypatch.setitem(PROXIES, "swap", swap)
 
 
 def test_a_non_finite_score_fails_its_trial_and_the_search_goes_on(tmp_path, monkeypatch,
@@ -111,7 +112,7 @@ def test_a_non_finite_score_fails_its_trial_and_the_search_goes_on(tmp_path, mon
     result = json.loads(capsys.readouterr().out)
     failed = [t for t in result["trials"] if t["state"] == "fail"]
     assert failed and result["counts"]["complete"] == 4
-    assert all("diverged: zero-cost feature naswot is inf" in t["failed_reason"] for t in failed)
+    assert all("diverged: zero-cost feature swap is inf" in t["failed_reason"] for t in failed)
     assert result["best"] not in {t["number"] for t in failed}
     assert all(math.isfinite(t["accuracy"]) for t in result["top"])
     assert main(["report", "run=runs/inf"]) == 0
@@ -134,5 +135,5 @@ def test_an_infinite_reference_feature_names_the_feature(tmp_path, monkeypatch, 
     infinite_after(monkeypatch, calls=0, every=3)
     assert main([*SEARCH, "name=ref"]) == 2
     err = one_error_line(capsys)
-    assert "zero-cost feature naswot is NaN or infinite for 1 of the 4 reference members" in err
-    assert "evaluator.features.naswot=0" in err
+    assert "zero-cost feature swap is NaN or infinite for 1 of the 4 reference members" in err
+    assert "evaluator.features.swap=0" in err

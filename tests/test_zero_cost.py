@@ -1,5 +1,6 @@
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mbnas.budget import Budget
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError
 from mbnas.evaluators import EvaluationContext, evaluator_config, make_evaluator
+from mbnas.evaluators.zero_cost import computing_layers
 from mbnas.run_folder import RunFolder
 from mbnas.search import space_defaults
 from mbnas.space import load_space
@@ -50,10 +52,23 @@ def test_depth_counts_the_layers_that_are_not_skip():
     assert evaluator.features(space.largest()) == {"depth": 8.0}
 
 
+def test_depth_stops_counting_at_its_cap():
+    space = load_space("nas_bench_macro")  # 8 layers, of which 6 are 3/4
+    capped = zero_cost(space, features={"depth": 1.0}, depth_cap=0.75)
+    assert capped.features(space.largest()) == {"depth": 6.0}
+    rng = random.Random(0)
+    members = [space.sample_random(rng) for _ in range(40)]
+    depths = [computing_layers(arch) for arch in members]
+    assert min(depths) < 6 < max(depths)
+    assert [capped.features(arch)["depth"] for arch in members] == [min(d, 6.0) for d in depths]
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"features": {"accuracy": 1.0}}, r"evaluator\.features\.accuracy: is not a feature"),
     ({"features": {"naswot": 0}}, r"evaluator\.features: no feature has a weight"),
     ({"batch_size": 1}, r"evaluator\.batch_size"),
+    ({"depth_cap": 0.0}, r"evaluator\.depth_cap: 0\.0 is out of range"),
+    ({"depth_cap": 1.5}, r"evaluator\.depth_cap: 1\.5 is out of range"),
 ])
 def test_bad_settings_name_the_key(space, settings, message):
     with pytest.raises(ConfigError, match=message):
