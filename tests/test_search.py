@@ -188,3 +188,24 @@ def test_stop_gives_up_when_the_budget_leaves_too_little():
 ])
 def test_pareto_front(points, front):
     assert pareto_indices(points, "macs") == front
+
+
+def test_a_repeat_is_followed_by_an_untried_neighbour_of_the_best_candidate(tmp_path):
+    def macs_score(arch, log):  # the larger the better: the best is known
+        return Evaluation(float(mbnas.count(arch).macs), 0.0)
+
+    space = load_space(TINY_SPACE)
+    objective = Objective(space, Budget(), "accuracy", macs_score, None, tmp_path,
+                          explore=ExploreAfterRepeats(space, Budget(), seed=0))
+    study = optuna.create_study(direction="maximize")
+    small, large = space.choices(space.smallest()), space.choices(space.largest())
+    for params in (large, small, small):  # the best, another, then a repeat
+        study.enqueue_trial(params)
+    study.optimize(objective, n_trials=4)
+    explored = study.trials[3]
+    assert explored.user_attrs["exploration"] and study.trials[2].user_attrs["duplicate_of"] == 1
+    # One decision away from the best (a shallower stage drops its layer's decisions), not
+    # from the repeat.
+    changed = {k for k, v in explored.params.items() if k in large and v != large[k]}
+    assert len(changed) == 1, changed
+    assert explored.user_attrs["digest"] not in {t.user_attrs["digest"] for t in study.trials[:3]}

@@ -161,3 +161,19 @@ def test_proxyless_space_is_built_from_op_lists_and_holds_mobilenet_v2():
     assert space.smallest().stages[1].block == "skip"
     assert space.choices(mbnas.load_arch("mobilenet_v2"))["stage2.block1.op"] == \
         "mbconv_k3_e6_relu6"
+
+
+def test_a_neighbour_changes_one_decision_and_draws_only_the_layers_it_adds():
+    space = load_space("tests/fixtures/tiny_space.yaml")
+    rng = random.Random(0)
+    arch = space.smallest()  # depth 1 in both stages
+    before = space.choices(arch)
+    assert set(space.decisions(arch)) == set(before)
+    assert space.decisions(arch)["stage1.block1.kernel"] == (3, 5)
+    wider = space.neighbour(arch, "stage1.block1.kernel", 5, rng)
+    assert {k for k in before if space.choices(wider)[k] != before[k]} == {"stage1.block1.kernel"}
+    deeper = space.choices(space.neighbour(arch, "stage2.depth", 2, rng))
+    assert {k: v for k, v in deeper.items() if k in before and v != before[k]} == {
+        "stage2.depth": 2}
+    assert set(deeper) - set(before) == {f"stage2.block2.{key}" for key in
+                                         ("kernel", "expand", "se", "act")}

@@ -1,11 +1,17 @@
 """What follows a repeat: when the sampler proposes an architecture it has scored before, the
-next trial evaluates a random member within budget that no trial has tried yet.
+next trial evaluates an untried neighbour of the best candidate so far (one decision changed), or,
+when the budget leaves it none, a random member within budget that no trial has tried.
 
 A model-based sampler (TPE) re-proposes its favourites more and more often as it converges, and
 under a tight budget (few members fit) it has little else to offer: on NAS-Bench-Macro at 30M
 MACs (240 members of 6,561), 70 of TPE's 100 in-budget trials were repeats. A repeat costs
-nothing (it takes the earlier score and no place in ``n_trials``), so it is a sign that
-exploitation has run dry; an unseen random member is the cheapest useful thing to try next.
+nothing (it takes the earlier score and no place in ``n_trials``), so it is a sign that the
+sampler's exploitation has run dry. Its favourites are near the best candidate, and the best
+members of a cell-free macro space sit next to each other (one op apart), so the next trial
+climbs from the best one decision at a time — a local search interleaved with the sampler, the
+method that rivals model-based NAS on tabular benchmarks (White et al., 2021). With the default
+evaluator on NAS-Bench-Macro at 60M MACs, TPE alone stopped short of the evaluator's favourites in
+3 of 5 searches (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -14,18 +20,21 @@ import random
 
 import optuna
 
+from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, WithinBudget
-from mbnas.search.trials import EXPLORATION, is_evaluated
+from mbnas.search.trials import COMPLETE, EXPLORATION, is_evaluated
 from mbnas.space import SearchSpace
 
 RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
 
 
 class ExploreAfterRepeats:
-    """Enqueues one unseen member within budget after each repeat (none while one waits, and
-    none once the evaluated and running candidates fill ``total``, which would leave it waiting
-    after the search stops). An exploration gives way to seeds and to retries of a dead worker's
-    trials, as a sampled trial does: it is only a guess, they are owed their place."""
+    """Enqueues one untried member within budget after each repeat: a neighbour of the best
+    candidate so far (of a random one of the Pareto set in a two-objective search), else a
+    random member. None while one waits, and none once the evaluated and running candidates fill
+    ``total``, which would leave it waiting after the search stops. An exploration gives way to
+    seeds and to retries of a dead worker's trials, as a sampled trial does: it is only a guess,
+    they are owed their place."""
 
     def __init__(self, space: SearchSpace, budget: Budget, seed: int,
                  total: int | None = None, tries: int = 50):
@@ -35,8 +44,9 @@ class ExploreAfterRepeats:
 
     def after_repeat(self, study: optuna.Study) -> bool:
         """Enqueue an architecture no trial has tried; False when one waits already, when no
-        place is left for it, or when ``tries`` random members were all seen (the budget leaves
-        few members). Called from the repeat's own trial, which is running."""
+        place is left for it, or when the best candidate has no untried neighbour within budget
+        and ``tries`` random members were all seen (the budget leaves few members). Called from
+        the repeat's own trial, which is running."""
         trials = study.get_trials(deepcopy=False)
         if any(t.state == WAITING for t in trials):
             return False
@@ -45,9 +55,46 @@ class ExploreAfterRepeats:
         if self.total is not None and evaluated + running_others >= self.total:
             return False
         seen = {t.user_attrs.get("digest") for t in trials}
+        arch = self.untried_neighbour(self.incumbent(study, trials), seen)
+        if arch is None:
+            arch = self.untried_random(seen)
+        if arch is None:
+            return False
+        study.enqueue_trial(self.space.choices(arch), user_attrs={EXPLORATION: True})
+        return True
+
+    def incumbent(self, study: optuna.Study, trials: list[optuna.trial.FrozenTrial]
+                  ) -> ArchSpec | None:
+        """The best candidate so far (a random one of the Pareto set when there are two
+        objectives), or None before any."""
+        complete = [t for t in trials if t.state == COMPLETE]
+        if not complete:
+            return None
+        if len(study.directions) == 1:
+            best = max(complete, key=lambda t: t.values[0])
+        else:
+            best = self.rng.choice(study.best_trials)
+        return self.space.sample(optuna.trial.FixedTrial(best.params))
+
+    def untried_neighbour(self, arch: ArchSpec | None, seen: set[str | None]
+                          ) -> ArchSpec | None:
+        """A random member one decision away from ``arch``, within budget and not in ``seen``."""
+        if arch is None:
+            return None
+        current = self.space.choices(arch)
+        steps = [(name, value) for name, options in self.space.decisions(arch).items()
+                 for value in options if value != current[name]]
+        self.rng.shuffle(steps)
+        for name, value in steps:
+            neighbour = self.space.neighbour(arch, name, value, self.rng)
+            if neighbour.digest() not in seen and self.members.fits(neighbour):
+                return neighbour
+        return None
+
+    def untried_random(self, seen: set[str | None]) -> ArchSpec | None:
+        """A random member within budget not in ``seen`` (None after ``tries`` seen ones)."""
         for _ in range(self.tries):
             arch = self.members.sample_random(self.rng)
             if arch.digest() not in seen:
-                study.enqueue_trial(self.space.choices(arch), user_attrs={EXPLORATION: True})
-                return True
-        return False
+                return arch
+        return None

@@ -246,6 +246,33 @@ class SearchSpace:
                               f"{self.name!r} (per: {self.per})")
         return chosen
 
+    def decisions(self, arch: ArchSpec) -> dict[str, tuple]:
+        """The decisions that produce ``arch`` (a member), each with its options."""
+        chosen = self.choices(arch)
+        options_of: dict[str, tuple] = {}
+
+        def record(name: str, options: tuple) -> Any:
+            options_of[name] = options
+            return chosen[name]
+
+        self._build(record)
+        return options_of
+
+    def neighbour(self, arch: ArchSpec, name: str, value: Any, rng: random.Random) -> ArchSpec:
+        """``arch`` (a member) with decision ``name`` set to ``value`` and every other decision
+        kept; the decisions only the neighbour has (the layers a deeper stage adds) drawn from
+        ``rng``. One step of a local search, or a mutation of an evolutionary one."""
+        chosen = self.choices(arch)
+
+        def pick(decision: str, options: tuple) -> Any:
+            if decision == name:
+                return value
+            if decision in chosen and chosen[decision] in options:
+                return chosen[decision]
+            return rng.choice(options)
+
+        return self._build(pick)
+
     def contains(self, arch: ArchSpec) -> bool:
         """Whether ``arch`` is a member (names, dropout and drop path are ignored)."""
         try:
