@@ -549,10 +549,10 @@ def top_fraction(accuracy: float, in_budget: list[float]) -> float:
 
 def print_optimum(row: dict[str, Any]) -> None:
     favourites = row["favourites"]
-    within = sum(f["top_fraction"] <= 0.02 for f in favourites)
+    in_top = sum(f["top_fraction"] <= 0.02 for f in favourites)
     print(f"{row['budget']}: {row['networks']} networks scored in {row['minutes']:.1f} min; "
           f"the evaluator's first is top {100 * favourites[0]['top_fraction']:.1f}% of "
-          f"{row['in_budget']} codes, {within} of its {len(favourites)} first in the top 2%")
+          f"{row['in_budget']} codes, {in_top} of its {len(favourites)} first in the top 2%")
     print("| rank | code | score | mean_acc | top |\n|---:|---|---:|---:|---:|")
     for place, f in enumerate(favourites, start=1):
         print(f"| {place} | {f['code']} | {f['score']:.3f} | {f['mean_acc']:.2f} "

@@ -165,15 +165,23 @@ def test_proxyless_space_is_built_from_op_lists_and_holds_mobilenet_v2():
 
 def test_a_neighbour_changes_one_decision_and_draws_only_the_layers_it_adds():
     space = load_space("tests/fixtures/tiny_space.yaml")
-    rng = random.Random(0)
     arch = space.smallest()  # depth 1 in both stages
     before = space.choices(arch)
-    assert set(space.decisions(arch)) == set(before)
-    assert space.decisions(arch)["stage1.block1.kernel"] == (3, 5)
-    wider = space.neighbour(arch, "stage1.block1.kernel", 5, rng)
-    assert {k for k in before if space.choices(wider)[k] != before[k]} == {"stage1.block1.kernel"}
-    deeper = space.choices(space.neighbour(arch, "stage2.depth", 2, rng))
-    assert {k: v for k, v in deeper.items() if k in before and v != before[k]} == {
-        "stage2.depth": 2}
-    assert set(deeper) - set(before) == {f"stage2.block2.{key}" for key in
-                                         ("kernel", "expand", "se", "act")}
+    neighbours = [space.choices(n) for n in space.neighbours(arch, random.Random(0))]
+    # One neighbour for every other option of every decision (kernel 3 -> 5, depth 1 -> 2, ...).
+    assert len(neighbours) == sum(len(o) - 1 for o in (
+        (8, 16), (64, 128), *[options for stage in space.stages for options in (
+            stage.block, stage.depth, stage.out, stage.kernel, stage.expand, stage.se,
+            stage.act)]))
+    for after in neighbours:
+        changed = {k for k in before if after[k] != before[k]}
+        assert len(changed) == 1, changed
+        (name,) = changed
+        added = set(after) - set(before)
+        if name.endswith(".depth"):  # the deeper stage's new layer, and nothing else
+            stage = name.split(".")[0]
+            assert added == {f"{stage}.block2.{key}" for key in ("kernel", "expand", "se", "act")}
+        else:
+            assert not added
+    assert {"stage1.block1.kernel", "stage2.depth"} <= {
+        k for after in neighbours for k in before if after[k] != before[k]}

@@ -22,7 +22,7 @@ import optuna
 
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, WithinBudget
-from mbnas.search.trials import COMPLETE, EXPLORATION, is_evaluated
+from mbnas.search.trials import EXPLORATION, best_trials, is_evaluated
 from mbnas.space import SearchSpace
 
 RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING
@@ -55,7 +55,7 @@ class ExploreAfterRepeats:
         if self.total is not None and evaluated + running_others >= self.total:
             return False
         seen = {t.user_attrs.get("digest") for t in trials}
-        arch = self.untried_neighbour(self.incumbent(study, trials), seen)
+        arch = self.untried_neighbour(self.incumbent(study), seen)
         if arch is None:
             arch = self.untried_random(seen)
         if arch is None:
@@ -63,33 +63,22 @@ class ExploreAfterRepeats:
         study.enqueue_trial(self.space.choices(arch), user_attrs={EXPLORATION: True})
         return True
 
-    def incumbent(self, study: optuna.Study, trials: list[optuna.trial.FrozenTrial]
-                  ) -> ArchSpec | None:
+    def incumbent(self, study: optuna.Study) -> ArchSpec | None:
         """The best candidate so far (a random one of the Pareto set when there are two
         objectives), or None before any."""
-        complete = [t for t in trials if t.state == COMPLETE]
-        if not complete:
+        best = best_trials(study)
+        if not best:
             return None
-        if len(study.directions) == 1:
-            best = max(complete, key=lambda t: t.values[0])
-        else:
-            best = self.rng.choice(study.best_trials)
-        return self.space.sample(optuna.trial.FixedTrial(best.params))
+        record = best[0] if len(study.directions) == 1 else self.rng.choice(best)
+        return self.space.sample(optuna.trial.FixedTrial(record.choices))
 
     def untried_neighbour(self, arch: ArchSpec | None, seen: set[str | None]
                           ) -> ArchSpec | None:
         """A random member one decision away from ``arch``, within budget and not in ``seen``."""
         if arch is None:
             return None
-        current = self.space.choices(arch)
-        steps = [(name, value) for name, options in self.space.decisions(arch).items()
-                 for value in options if value != current[name]]
-        self.rng.shuffle(steps)
-        for name, value in steps:
-            neighbour = self.space.neighbour(arch, name, value, self.rng)
-            if neighbour.digest() not in seen and self.members.fits(neighbour):
-                return neighbour
-        return None
+        return next((neighbour for neighbour in self.space.neighbours(arch, self.rng)
+                     if neighbour.digest() not in seen and self.members.fits(neighbour)), None)
 
     def untried_random(self, seen: set[str | None]) -> ArchSpec | None:
         """A random member within budget not in ``seen`` (None after ``tries`` seen ones)."""

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,8 +246,10 @@ class SearchSpace:
                               f"{self.name!r} (per: {self.per})")
         return chosen
 
-    def decisions(self, arch: ArchSpec) -> dict[str, tuple]:
-        """The decisions that produce ``arch`` (a member), each with its options."""
+    def neighbours(self, arch: ArchSpec, rng: random.Random) -> Iterator[ArchSpec]:
+        """Every member one decision away from ``arch`` (a member), in random order: one step of
+        a local search, or a mutation of an evolutionary one. Decisions only a neighbour has (the
+        layers a deeper stage adds) are drawn from ``rng``."""
         chosen = self.choices(arch)
         options_of: dict[str, tuple] = {}
 
@@ -256,22 +258,19 @@ class SearchSpace:
             return chosen[name]
 
         self._build(record)
-        return options_of
+        steps = [(name, value) for name, options in options_of.items()
+                 for value in options if value != chosen[name]]
+        rng.shuffle(steps)
+        for changed, value in steps:
 
-    def neighbour(self, arch: ArchSpec, name: str, value: Any, rng: random.Random) -> ArchSpec:
-        """``arch`` (a member) with decision ``name`` set to ``value`` and every other decision
-        kept; the decisions only the neighbour has (the layers a deeper stage adds) drawn from
-        ``rng``. One step of a local search, or a mutation of an evolutionary one."""
-        chosen = self.choices(arch)
+            def pick(name: str, options: tuple, changed: str = changed, value: Any = value) -> Any:
+                if name == changed:
+                    return value
+                if name in chosen and chosen[name] in options:
+                    return chosen[name]
+                return rng.choice(options)
 
-        def pick(decision: str, options: tuple) -> Any:
-            if decision == name:
-                return value
-            if decision in chosen and chosen[decision] in options:
-                return chosen[decision]
-            return rng.choice(options)
-
-        return self._build(pick)
+            yield self._build(pick)
 
     def contains(self, arch: ArchSpec) -> bool:
         """Whether ``arch`` is a member (names, dropout and drop path are ignored)."""
