@@ -68,3 +68,13 @@ def test_bad_predictor_settings_name_the_key():
         predictor_evaluator(space, optim={"lr": 0.0})
     with pytest.raises(ConfigError, match="evaluator.proxy_features.bogus"):
         predictor_evaluator(space, proxy_features={"bogus": 1.0})
+    with pytest.raises(ConfigError, match="evaluator.proxy_depth_cap"):
+        predictor_evaluator(space, proxy_depth_cap=0.0)
+
+
+def test_predictor_proxies_cap_depth_as_zero_cost_does():
+    space = load_space("nas_bench_macro")  # 8 layers, of which 6 are 3/4
+    evaluator = predictor_evaluator(space, proxy_features={"depth": 1.0}, proxy_depth_cap=0.75)
+    assert evaluator.proxy.features(space.largest())["depth"] == 6.0
+    uncapped = predictor_evaluator(space, proxy_features={"depth": 1.0})
+    assert uncapped.proxy.features(space.largest())["depth"] == 8.0

@@ -71,6 +71,7 @@ class PredictorConfig(EvaluatorConfig):
     penalty: float = 3.0  # ridge penalty
     proxy_weight: float = 1.0  # weight of the proxies' weighted sum beside the prediction
     proxy_features: dict[str, float] = field(default_factory=lambda: {"naswot": 1.0})
+    proxy_depth_cap: float = 1.0  # the proxies' depth_cap, as evaluator=zero_cost's
     batch_size: int = 64  # training images the proxies see
     bn_images: int = 512  # BN recalibration of exported (inherited) weights
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -85,11 +86,14 @@ class PredictorConfig(EvaluatorConfig):
         check_float(self.penalty, "evaluator.penalty", 0.0, None, low_inclusive=False)
         check_float(self.proxy_weight, "evaluator.proxy_weight", 0.0)
         check_feature_weights(self.proxy_features, "evaluator.proxy_features")
+        check_float(self.proxy_depth_cap, "evaluator.proxy_depth_cap", low=0.0, high=1.0,
+                    low_inclusive=False)
         check_optim_config(self.optim)
 
     def proxy_config(self) -> ZeroCostConfig:
         """The zero-cost features beside the prediction, as ``evaluator=zero_cost`` reads them."""
-        return ZeroCostConfig(features=dict(self.proxy_features), batch_size=self.batch_size)
+        return ZeroCostConfig(features=dict(self.proxy_features), batch_size=self.batch_size,
+                              depth_cap=self.proxy_depth_cap)
 
 
 @register
