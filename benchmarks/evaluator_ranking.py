@@ -9,6 +9,9 @@ their best 10%); seconds per architecture.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import subprocess
 import sys
@@ -107,3 +110,10 @@ def score_all(evaluator: Evaluator, archs: Sequence[ArchSpec],
 def finite_or_worst(value: float) -> float:
     """A score as ranked: a non-finite one ranks last."""
     return value if math.isfinite(value) else -math.inf
+
+
+def setting_digest(evaluator: Evaluator) -> str:
+    """A short digest of the evaluator's whole setting: cached preparations are keyed by it, so
+    that an edited shipped default is prepared afresh."""
+    setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
+    return hashlib.sha1(setting.encode()).hexdigest()[:10]

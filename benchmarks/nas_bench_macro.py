@@ -57,8 +57,6 @@ table measured each network once, and a hit's equivalents are hits too.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -76,6 +74,7 @@ from evaluator_ranking import (
     full_cifar10,
     ranking_metrics,
     score_all,
+    setting_digest,
     warmup_steps_for,
 )
 
@@ -84,7 +83,6 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError, MbnasError
-from mbnas.evaluators import Evaluator
 from mbnas.evaluators.predictor import PredictorEvaluator
 from mbnas.run_folder import RunFolder
 from mbnas.search.callbacks import StopAtTotal
@@ -442,13 +440,6 @@ def rank_one(label: str, name: str, overrides: list[str], archs: list[ArchSpec],
     return {"evaluator": name, "settings": overrides, "prepare_minutes": prepare_minutes,
             **ranking_metrics(scores, truth, macs), "seconds_per_arch": seconds,
             "components": components, "values": {"score": scores, **features}}
-
-
-def setting_digest(evaluator: Evaluator) -> str:
-    """A short digest of the evaluator's whole setting: cached preparations are keyed by it, so
-    that an edited shipped default is prepared afresh."""
-    setting = json.dumps(dataclasses.asdict(evaluator.cfg), sort_keys=True, default=str)
-    return hashlib.sha1(setting.encode()).hexdigest()[:10]
 
 
 def print_rank(results: dict[str, Any]) -> None:

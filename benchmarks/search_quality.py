@@ -4,7 +4,8 @@
         --budget 20M --candidates 20 --epochs 15 [--search-seeds 2 --jobs 6]
 
 ``--stage search`` writes entries.json (searched on this machine), ``--stage train`` trains what
-it names (on another, e.g. a GPU host, with the same ``--out`` folder copied there).
+it names (on another, e.g. a GPU host, with the same ``--out`` folder copied there), ``--stage
+rank`` scores the trained members of the space with an evaluator and says how well it ranks them.
 
 On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
   (a) the best architecture mbnas's search finds (TPE, the space's default evaluator unless
@@ -13,6 +14,9 @@ On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
   (c) MobileNetV2, MobileNetV3-Small and MobileNetV3-Large, adapted to 32 px inputs as is usual
       for CIFAR (stride-1 stem, the first stride-2 stage at stride 1) and width-scaled to the
       same budget,
+  (d) with ``--members N``, N random members of the space within the budget (no search): with
+      the winners they are ground truth for ranking in this space, which NAS-Bench-Macro's
+      fixed widths cannot be,
 each then trained from scratch with one recipe (`mbnas train`) and scored on the same
 validation split. Prints a table and writes it as JSON next to the runs.
 """
@@ -23,6 +27,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import random
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,16 +35,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from evaluator_ranking import build_evaluator, ranking_metrics, score_all, setting_digest
+from scipy import stats
 
 import mbnas
 from mbnas.arch import ArchSpec
+from mbnas.budget import Budget, WithinBudget
 from mbnas.config import load_config
+from mbnas.data import DataConfig
+from mbnas.run_folder import RunFolder
 from mbnas.scaling import scale_arch
 from mbnas.search import SearchConfig, run_search, space_defaults
 from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
 
 REFERENCES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+SPACE = "cifar"
 
 
 def cifar_variant(arch: ArchSpec) -> ArchSpec:
@@ -62,7 +73,7 @@ def fit_width(arch: ArchSpec, budget: int) -> tuple[ArchSpec, float]:
 
 def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: Path
            ) -> tuple[Path, float]:
-    overrides = [f"+budget.macs={args.budget}", "space=cifar", "data=cifar10",
+    overrides = [f"+budget.macs={args.budget}", f"space={SPACE}", "data=cifar10",
                  f"data.root={args.data}", f"n_trials={args.candidates}", f"sampler={sampler}",
                  "latency=none", f"runs_dir={out}", f"name={label}", f"seed={seed}",
                  f"startup_trials={args.startup}", "data.workers=0",
@@ -101,21 +112,42 @@ def run_all(calls: list[tuple], jobs: int) -> list:
 
 
 def search_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
-    """Runs the searches and writes the entries to train (winners and width-scaled references)."""
+    """Runs the searches and writes the entries to train (winners, width-scaled references,
+    random members). A search that already finished in ``out`` (an earlier entries.json names
+    its best.yaml) is kept as it is, its time too: members can be added to searched entries."""
+    earlier = (json.loads((out / "entries.json").read_text())["entries"]
+               if (out / "entries.json").is_file() else {})
     searches = [(f"({letter}) {name} seed {seed}", name, seed)
                 for letter, name in (("a", "tpe"), ("b", "random"))
                 for seed in range(args.search_seeds)]
+    entries = {label: earlier[label] for label, _, _ in searches
+               if label in earlier and (out / earlier[label]["arch"]).is_file()}
+    to_run = [(label, name, seed) for label, name, seed in searches if label not in entries]
     found = run_all([(search, f"{name}-{seed}", name, seed, args, out)
-                     for _, name, seed in searches], args.jobs)
-    entries = {label: {"arch": str(path.relative_to(out)), "search_s": seconds}
-               for (label, _, _), (path, seconds) in zip(searches, found)}
+                     for _, name, seed in to_run], args.jobs)
+    entries.update({label: {"arch": str(path.relative_to(out)), "search_s": seconds}
+                    for (label, _, _), (path, seconds) in zip(to_run, found)})
+    entries = {label: entries[label] for label, _, _ in searches}  # in the table's order
     for name in REFERENCES:
         arch, width = fit_width(cifar_variant(mbnas.load_arch(name)), budget)
         entries[f"(c) {name} ×{width:g}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
                                              "search_s": None}
+    entries.update(member_entries(args.members, budget, args.seed, out))
     manifest = {"args": vars(args), "entries": entries}
     (out / "entries.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def member_entries(count: int, budget: int, seed: int, out: Path) -> dict[str, dict]:
+    """``count`` random members of the space within ``budget``, saved as entries to train."""
+    members = WithinBudget(mbnas.load_space(SPACE), Budget(macs=budget), seed=seed)
+    rng = random.Random(seed)
+    entries = {}
+    for index in range(count):
+        arch = members.sample_random(rng).replace(name=f"member-{index}")
+        entries[f"(d) random member {index}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
+                                                 "search_s": None}
+    return entries
 
 
 def train_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dict]:
@@ -135,6 +167,58 @@ def train_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dic
     return rows
 
 
+def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
+    """How well an evaluator (the space's default unless ``--evaluator``) ranks the trained
+    entries that are members of the space (every entry with ``--all-entries``), as a search of
+    that budget would prepare it, once per ranking seed; beside it MACs and parameters, and each
+    feature the score is made of."""
+    space = mbnas.load_space(SPACE)
+    rows = [row for row in json.loads((out / "results.json").read_text())["rows"]
+            if args.all_entries or space.contains(mbnas.load_arch(out / row["arch"]))]
+    if len(rows) < 3:
+        raise SystemExit(f"search_quality.py: {out / 'results.json'} has {len(rows)} trained "
+                         f"members of the {SPACE} space; ranking needs 3 or more (add "
+                         "--members N to the search stage)")
+    archs = [mbnas.load_arch(out / row["arch"]) for row in rows]
+    truth = [row["accuracy"] for row in rows]
+    macs = [row["macs"] for row in rows]
+    name = args.evaluator or space.evaluator or "supernet"
+    data = DataConfig(name="cifar10", root=args.data, seed=args.seed)
+    result = {"entries": [row["entry"] for row in rows], "accuracy": truth,
+              "evaluator": name, "settings": args.set,
+              "baselines": {"macs": kendall(macs, truth),
+                            "params": kendall([row["params"] for row in rows], truth)},
+              "seeds": []}
+    for seed in range(args.seed, args.seed + args.rank_seeds):
+        evaluator = build_evaluator(name, args.set, space, data, seed, budget=Budget(macs=budget))
+        evaluator.prepare(RunFolder(out / "rank" / f"{name}-{seed}-{setting_digest(evaluator)}"))
+        scores, seconds, features = score_all(evaluator, archs)
+        result["seeds"].append({"seed": seed, **ranking_metrics(scores, truth, macs),
+                                "seconds_per_arch": seconds, "scores": scores,
+                                "features": {feature: kendall(values, truth)
+                                             for feature, values in features.items()}})
+    return result
+
+
+def kendall(values: list[float], truth: list[float]) -> float:
+    return float(stats.kendalltau(values, truth)[0])
+
+
+def print_rank(result: dict) -> None:
+    print(f"\n{len(result['accuracy'])} trained networks; evaluator {result['evaluator']} "
+          f"{' '.join(result['settings'])}".rstrip())
+    print(f"Kendall tau of MACs {result['baselines']['macs']:+.2f}, of parameters "
+          f"{result['baselines']['params']:+.2f}")
+    for row in result["seeds"]:
+        features = ", ".join(f"{name} {tau:+.2f}" for name, tau in row["features"].items())
+        # Below 20 members the top 10% is one network: its recall says little.
+        recall = (f", top-10% recall {row['top10_recall']:.2f}"
+                  if len(result["accuracy"]) >= 20 else "")
+        print(f"seed {row['seed']}: tau {row['kendall_tau']:+.2f}, rho "
+              f"{row['spearman_rho']:+.2f}{recall}, {row['seconds_per_arch']:.2f} s/arch; "
+              f"features: {features}")
+
+
 def print_table(args: argparse.Namespace, budget: int, rows: list[dict]) -> None:
     print(f"\nbudget {format_count(budget)} MACs at 32 px, {args.candidates} evaluated candidates "
           f"per search, each entry trained {args.epochs} epochs from scratch "
@@ -150,9 +234,10 @@ def print_table(args: argparse.Namespace, budget: int, rows: list[dict]) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
-    parser.add_argument("--stage", choices=("all", "search", "train"), default="all",
+    parser.add_argument("--stage", choices=("all", "search", "train", "rank"), default="all",
                         help="search: write entries.json; train: train what entries.json names "
-                             "(e.g. searched on a CPU, trained on a GPU)")
+                             "(e.g. searched on a CPU, trained on a GPU); rank: how well the "
+                             "evaluator ranks the trained members (reads results.json)")
     parser.add_argument("--budget", default="20M")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
@@ -168,11 +253,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed of the trainings")
     parser.add_argument("--train-seeds", type=int, default=1, help="trainings per entry")
     parser.add_argument("--search-seeds", type=int, default=1, help="searches per sampler")
+    parser.add_argument("--members", type=int, default=0,
+                        help="random members within budget to train too (ground truth)")
+    parser.add_argument("--rank-seeds", type=int, default=1,
+                        help="evaluator seeds of --stage rank")
+    parser.add_argument("--all-entries", action="store_true",
+                        help="--stage rank: the references too (not members of the space; only "
+                             "for evaluators that score any network, such as zero_cost)")
     parser.add_argument("--jobs", type=int, default=1, help="searches/trainings in parallel")
     parser.add_argument("--out", default="runs/search_quality")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "rank":
+        if not (out / "results.json").is_file():
+            raise SystemExit(f"search_quality.py: {out / 'results.json'} is missing: run "
+                             "--stage train with this --out first")
+        result = rank_stage(args, budget, out)
+        (out / "rank.json").write_text(json.dumps({"args": vars(args), **result}, indent=2))
+        print_rank(result)
+        return
     if args.stage == "train":
         if not (out / "entries.json").is_file():
             raise SystemExit(f"search_quality.py: {out / 'entries.json'} is missing: run "
