@@ -32,7 +32,7 @@ def test_reference_seeds_that_belong_to_the_space_are_tried_first():
 
 
 def make_objective(tmp_path, budget: Budget, scores: list) -> Objective:
-    def evaluate(arch, log):
+    def evaluate(arch, log, checkpoint=None):
         scores.append(arch)
         return Evaluation(0.5, 0.0)
 
@@ -191,7 +191,7 @@ def test_pareto_front(points, front):
 
 
 def test_a_repeat_is_followed_by_an_untried_neighbour_of_the_best_candidate(tmp_path):
-    def macs_score(arch, log):  # the larger the better: the best is known
+    def macs_score(arch, log, checkpoint=None):  # the larger the better: the best is known
         return Evaluation(float(mbnas.count(arch).macs), 0.0)
 
     space = load_space(TINY_SPACE)

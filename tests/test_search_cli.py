@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 import yaml
@@ -195,3 +196,29 @@ def test_warmup_under_torchrun_then_a_worker_only_scores(tmp_path):
     refused = mbnas_cli("warmup", BUDGET, "evaluator=zero_cost", *SMOKE, cwd=tmp_path,
                         check=False)
     assert refused.returncode == 2 and "warms no supernet up" in refused.stderr
+
+
+def test_multi_fidelity_search_with_a_pruner(tmp_path):
+    done = mbnas_cli("search", BUDGET, "evaluator=scratch", "pruner=median",
+                     "evaluator.checkpoint_every=1", "n_trials=8", "latency=none", *SMOKE,
+                     "name=pruned", cwd=tmp_path)
+    assert "pruner median (checks every 1 of 4 steps)" in done.stdout
+    assert "expected   at most" in done.stdout and "[trial 8/8]" in done.stdout
+    run = tmp_path / "runs" / "pruned"
+    assert yaml.safe_load((run / "config.yaml").read_text())["pruner"] == "median"
+    study = optuna.load_study(study_name="pruned", storage=f"sqlite:///{run / 'study.db'}")
+    # The pruner saw every candidate's checkpoints before it ended (steps 1-3 of 4).
+    evaluated = [t for t in study.trials if "accuracy" in t.user_attrs]
+    assert evaluated and all(set(t.intermediate_values) <= {1, 2, 3} and t.intermediate_values
+                             for t in evaluated if "duplicate_of" not in t.user_attrs)
+    stopped = [t for t in evaluated if "stopped_at_step" in t.user_attrs]
+    assert all(t.user_attrs["stopped_at_step"] == max(t.intermediate_values) for t in stopped)
+    if stopped:
+        assert f"({len(stopped)} stopped early by the pruner)" in done.stdout
+
+
+def test_a_pruner_for_an_evaluator_that_cannot_stop_is_refused(tmp_path):
+    done = mbnas_cli("search", BUDGET, "evaluator=zero_cost", "pruner=hyperband", *SMOKE,
+                     cwd=tmp_path, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "pruner: evaluator 'zero_cost' scores a candidate in one go" in done.stderr

@@ -159,7 +159,7 @@ def test_a_dead_workers_trial_is_failed_and_retried_with_the_same_architecture(t
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     space, evaluated = load_space(TINY_SPACE), []
 
-    def evaluate(arch, log):
+    def evaluate(arch, log, checkpoint=None):
         evaluated.append(arch)
         return Evaluation(0.5, 0.0)
 

@@ -5,7 +5,13 @@ A new evaluator is one module here, ``NAME.py``, defining an :class:`Evaluator` 
 ``conf/evaluator/NAME.yaml``; ``python -m mbnas search evaluator=NAME`` then uses it.
 """
 
-from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.base import (
+    Checkpoint,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    EvaluatorConfig,
+)
 from mbnas.evaluators.registry import (
     available_evaluators,
     evaluator_class,
@@ -14,6 +20,6 @@ from mbnas.evaluators.registry import (
     register,
 )
 
-__all__ = ["Evaluation", "EvaluationContext", "Evaluator", "EvaluatorConfig",
+__all__ = ["Checkpoint", "Evaluation", "EvaluationContext", "Evaluator", "EvaluatorConfig",
            "available_evaluators", "evaluator_class", "evaluator_config", "make_evaluator",
            "register"]

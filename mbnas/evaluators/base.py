@@ -36,6 +36,12 @@ class EvaluatorConfig:
         """Reject settings that cannot work, naming the key (nothing to check here)."""
 
 
+# What an evaluator that trains calls at each of its checkpoints, with the training steps done
+# and the validation accuracy there: True stops this candidate's training at that point (a
+# multi-fidelity search lets its pruner decide).
+Checkpoint = Callable[[int, float], bool]
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """An evaluator's verdict on one architecture: a score (higher is better; validation
@@ -45,6 +51,7 @@ class Evaluation:
     score: float
     seconds: float
     features: Mapping[str, float] = field(default_factory=dict)
+    stopped_at: int | None = None  # the training step a checkpoint stopped it at
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class Evaluator(ABC):
     score_name: ClassVar[str] = "accuracy"
     # Whether it warms a supernet up once per run (:meth:`warm_up`, `python -m mbnas warmup`).
     warms_up: ClassVar[bool] = False
+    # Whether :meth:`evaluate` calls its ``checkpoint`` as it trains (so a pruner can stop it).
+    stops_early: ClassVar[bool] = False
     # Whether a search under torchrun can score candidates with it, every rank calling
     # :meth:`evaluate` and :meth:`model_for` together: it then trains each candidate
     # data-parallel and every rank gets the same result (see mbnas.search.data_parallel).
@@ -96,8 +105,10 @@ class Evaluator(ABC):
         return None
 
     @abstractmethod
-    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
-        """Score ``arch``, logging curves to ``log`` when given."""
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
+        """Score ``arch``, logging curves to ``log`` when given; an evaluator that
+        ``stops_early`` calls ``checkpoint`` as it trains (the others ignore it)."""
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         """``arch``'s network with the weights this evaluator gives it (see ``exports_weights``)."""

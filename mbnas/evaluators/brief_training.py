@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,10 +28,17 @@ from mbnas.distributed import (
     wrap,
 )
 from mbnas.errors import Diverged
-from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.base import (
+    Checkpoint,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    EvaluatorConfig,
+)
 from mbnas.precision import FP32, Precision
 from mbnas.tensorboard import TrialLog
 from mbnas.train import (
+    EvalResult,
     OptimConfig,
     check_finite,
     check_optim_config,
@@ -54,10 +61,12 @@ class BriefTrainingConfig(EvaluatorConfig):
 
 
 def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimConfig,
-                  log: TrialLog | None = None, precision: Precision = FP32) -> float:
+                  log: TrialLog | None = None, precision: Precision = FP32,
+                  stop: Callable[[int], bool] | None = None) -> float:
     """``steps`` optimiser steps with a cosine schedule under ``precision``; returns the last
     loss (NaN if none). A non-finite loss raises :class:`~mbnas.errors.Diverged` naming the
-    step.
+    step. ``stop``, called with the steps done after each step, ends the training early by
+    returning True (the schedule stays the one of ``steps``).
 
     With several processes (every rank calling it with its shard's ``batches``) ``model``
     trains in DistributedDataParallel: gradients averaged once a step, the loss the ranks'
@@ -80,6 +89,8 @@ def train_briefly(model: nn.Module, batches: Iterator, steps: int, optim: OptimC
                            ) from None
         if log is not None:
             log.scalar("train/loss", loss, step)
+        if stop is not None and stop(step + 1):
+            break
     broadcast_buffers(model)
     return loss
 
@@ -99,23 +110,39 @@ class BriefTrainingEvaluator(Evaluator):
                                         batch_size=batch)
         self.val_loader = make_loader(context.data, "val", shuffle=False, shard=world.shard,
                                       batch_size=batch)
-        self.batches = infinite(self.train_loader)
 
     @abstractmethod
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         """``arch``'s network after this evaluator's brief training."""
 
-    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
         start = time.perf_counter()
         model = self.model_for(arch, log)
+        return self.scored(model, start, log)
+
+    def validate(self, model: nn.Module) -> EvalResult:
+        """``model``'s accuracy and loss on the validation split (``eval_batches`` of it)."""
         result = evaluate_shards(model, self.val_loader, max_batches=self.cfg.eval_batches)
         check_finite(result.loss, "the validation loss")  # its accuracy would mean nothing
+        return result
+
+    def scored(self, model: nn.Module, start: float, log: TrialLog | None,
+               result: EvalResult | None = None, stopped_at: int | None = None) -> Evaluation:
+        """The evaluation of ``model`` (validated now unless ``result`` is given), timed from
+        ``start``."""
+        result = result or self.validate(model)
         seconds = time.perf_counter() - start
         if log is not None:
             log.evaluation("val", {"accuracy": result.accuracy, "loss": result.loss}, seconds)
-        return Evaluation(result.accuracy, seconds)
+        return Evaluation(result.accuracy, seconds, stopped_at=stopped_at)
 
     def seed_for(self, arch: ArchSpec) -> None:
-        """Seed torch from ``arch``: the same candidate gets the same initialisation and batch
-        order in any trial."""
+        """Seed torch from ``arch``: the same candidate gets the same initialisation in any
+        trial."""
         torch.manual_seed(self.context.seed + int(arch.digest()[:8], 16))
+
+    def batches(self) -> Iterator:
+        """The training batches of one candidate: the same ones, from the first, for every
+        candidate (a fair comparison, and the same score for an architecture in any trial)."""
+        return infinite(self.train_loader)

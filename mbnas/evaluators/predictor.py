@@ -30,7 +30,13 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import WithinBudget
 from mbnas.data import make_loader
 from mbnas.errors import ConfigError
-from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.base import (
+    Checkpoint,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    EvaluatorConfig,
+)
 from mbnas.evaluators.registry import register
 from mbnas.evaluators.zero_cost import (
     ZeroCostConfig,
@@ -191,7 +197,8 @@ class PredictorEvaluator(Evaluator):
         # Standardised over the labelled members, as the prediction is.
         self.proxy.reference = {name: self.reference[name] for name in self.proxy.cfg.used}
 
-    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
         start = time.perf_counter()
         space = self.context.space
         choices = space.choices(arch.replace(resolution=space.resolution))

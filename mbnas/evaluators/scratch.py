@@ -1,14 +1,21 @@
 """``evaluator=scratch``: each candidate trained briefly from a fresh initialisation: slow, but
 free of weight-sharing bias. Under torchrun every candidate trains on all processes,
-data-parallel (see :mod:`mbnas.evaluators.brief_training`)."""
+data-parallel (see :mod:`mbnas.evaluators.brief_training`).
+
+Multi-fidelity: with ``checkpoint_every`` steps it validates as it trains and offers each
+accuracy to the search's checkpoint, whose pruner (``pruner=``) can stop a candidate that is
+behind the others at the same step; the candidate then scores its accuracy there.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from torch import nn
 
 from mbnas.arch import ArchSpec
+from mbnas.evaluators.base import Checkpoint, Evaluation
 from mbnas.evaluators.brief_training import (
     BriefTrainingConfig,
     BriefTrainingEvaluator,
@@ -26,10 +33,12 @@ class ScratchConfig(BriefTrainingConfig):
 
     name: str = "scratch"
     train_steps: int = 200  # per candidate
+    checkpoint_every: int = 0  # steps between the validations a pruner sees (0: none)
 
     def check(self) -> None:
         super().check()
         check_int(self.train_steps, "evaluator.train_steps", minimum=0)
+        check_int(self.checkpoint_every, "evaluator.checkpoint_every", minimum=0)
 
 
 @register
@@ -38,11 +47,35 @@ class ScratchEvaluator(BriefTrainingEvaluator):
 
     name = "scratch"
     config = ScratchConfig
+    stops_early = True
     cfg: ScratchConfig
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         self.seed_for(arch)
         model = build(arch).to(self.context.device)
-        train_briefly(model, self.batches, self.cfg.train_steps, self.cfg.optim, log,
+        train_briefly(model, self.batches(), self.cfg.train_steps, self.cfg.optim, log,
                       self.context.precision)
         return model
+
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
+        every, steps = self.cfg.checkpoint_every, self.cfg.train_steps
+        if checkpoint is None or not every:
+            return super().evaluate(arch, log)
+        start = time.perf_counter()
+        self.seed_for(arch)
+        model = build(arch).to(self.context.device)
+        stopped: dict[str, object] = {}
+
+        def stop(step: int) -> bool:
+            if step % every or step == steps:  # the last step's validation is the score's
+                return False
+            result = self.validate(model)
+            if checkpoint(step, result.accuracy):
+                stopped.update(step=step, result=result)
+                return True
+            return False
+
+        train_briefly(model, self.batches(), steps, self.cfg.optim, log, self.context.precision,
+                      stop)
+        return self.scored(model, start, log, stopped.get("result"), stopped.get("step"))

@@ -89,6 +89,6 @@ class SupernetEvaluator(BriefTrainingEvaluator):
         self.seed_for(arch)
         model = subnet(self.supernet, arch, self.bn_loader, self.cfg.bn_images)
         finetune = dataclasses.replace(self.cfg.optim, lr=self.cfg.finetune_lr, warmup_steps=0)
-        train_briefly(model, self.batches, self.cfg.finetune_steps, finetune, log,
+        train_briefly(model, self.batches(), self.cfg.finetune_steps, finetune, log,
                       self.context.precision)
         return model

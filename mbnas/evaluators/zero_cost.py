@@ -29,7 +29,13 @@ from mbnas.budget import WithinBudget
 from mbnas.cost import count
 from mbnas.data import make_loader
 from mbnas.errors import ConfigError, Diverged
-from mbnas.evaluators.base import Evaluation, EvaluationContext, Evaluator, EvaluatorConfig
+from mbnas.evaluators.base import (
+    Checkpoint,
+    Evaluation,
+    EvaluationContext,
+    Evaluator,
+    EvaluatorConfig,
+)
 from mbnas.evaluators.registry import register
 from mbnas.nn import build
 from mbnas.proxies import PROXIES
@@ -180,7 +186,8 @@ class ZeroCostEvaluator(Evaluator):
         return sum(weight * (values[name] - self.reference[name][0]) / self.reference[name][1]
                    for name, weight in self.cfg.used.items())
 
-    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
         start = time.perf_counter()
         values = self.features(arch)
         for name, value in values.items():

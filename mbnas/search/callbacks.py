@@ -94,6 +94,8 @@ class Progress:
         result = f"{self.score_name} {record.accuracy:.4f}, {record.macs / 1e6:.1f}M MACs"
         if record.latency_ms is not None:
             result += f", {record.latency_ms:.2f} ms"
+        if record.stopped_at_step is not None:
+            result += f" (stopped by the pruner at step {record.stopped_at_step})"
         best = max((r.accuracy for r in trial_records(study, COMPLETE)), default=None)
         best_text = f"best {best:.4f}" if best is not None else "no feasible trial yet"
         elapsed = time.monotonic() - self.start

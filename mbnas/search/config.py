@@ -39,6 +39,7 @@ class SearchConfig:
     objective: str = "accuracy"
     sampler: str = "tpe"
     startup_trials: int = 10
+    pruner: str = "none"  # none | median | successive_halving | hyperband (mbnas.search.pruning)
     n_trials: int = 30
     max_pruned_trials: int = 2000
     seed: int = 0

@@ -31,7 +31,7 @@ from torch import nn
 from mbnas.arch import ArchSpec
 from mbnas.distributed import World, broadcast, local_batch
 from mbnas.errors import ConfigError, Diverged
-from mbnas.evaluators import Evaluation, Evaluator, evaluator_class
+from mbnas.evaluators import Checkpoint, Evaluation, Evaluator, evaluator_class
 from mbnas.run_folder import RunFolder
 from mbnas.tensorboard import TrialLog
 
@@ -104,14 +104,18 @@ class Leading(Evaluator):
         self.name, self.config = inner.name, inner.config
         self.exports_weights, self.score_name = inner.exports_weights, inner.score_name
         self.warms_up, self.data_parallel = inner.warms_up, inner.data_parallel
+        self.stops_early = inner.stops_early
 
     def prepare(self, run: RunFolder) -> None:
         with self.lead.announced("prepare", run):
             self.inner.prepare(run)
 
-    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None) -> Evaluation:
+    def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
+                 checkpoint: Checkpoint | None = None) -> Evaluation:
+        # A checkpoint's verdict would be rank 0's alone: with several ranks the search
+        # refuses a pruner, so only a world of one gets one.
         with self.lead.announced("evaluate", arch):
-            return self.inner.evaluate(arch, log)
+            return self.inner.evaluate(arch, log, checkpoint)
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
         with self.lead.announced("model_for", arch):

@@ -19,7 +19,7 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.errors import Diverged
-from mbnas.evaluators import Evaluation
+from mbnas.evaluators import Checkpoint, Evaluation
 from mbnas.search.exploration import ExploreAfterRepeats
 from mbnas.search.slots import TrialSlots
 from mbnas.search.trials import (
@@ -31,6 +31,7 @@ from mbnas.search.trials import (
     record_failure,
     record_pruned,
     record_score,
+    record_stopped,
     record_worker,
     trial_records,
 )
@@ -82,13 +83,16 @@ class Objective:
     space: SearchSpace
     budget: Budget
     objective: str
-    evaluate: Callable[[ArchSpec, TrialLog], Evaluation]
+    evaluate: Callable[[ArchSpec, TrialLog, Checkpoint | None], Evaluation]
     estimate_latency: Callable[[ArchSpec], float] | None
     log_dir: Path
     # The study's n_trials slots, shared by every worker; by default unlimited.
     slots: TrialSlots = field(default_factory=TrialSlots)
     # What a repeat (an architecture scored before) sets going next; None: nothing.
     explore: ExploreAfterRepeats | None = None
+    # The checkpoint a trial's evaluation reports to (a multi-fidelity search's pruner decides
+    # there, see mbnas.search.pruning); None: candidates train to the end.
+    checkpoint_for: Callable[[optuna.Trial], Checkpoint] | None = None
 
     def candidate(self, trial: optuna.Trial) -> Candidate:
         arch = self.space.sample(trial)
@@ -131,13 +135,16 @@ class Objective:
             record_failure(trial, f"{diverged.failed_reason} (as trial #{diverged.number})")
             raise Diverged(f"as trial #{diverged.number}")
         log = TrialLog(self.log_dir, trial.number)
+        checkpoint = self.checkpoint_for(trial) if self.checkpoint_for else None
         try:
-            evaluation = self.evaluate(candidate.arch, log)
+            evaluation = self.evaluate(candidate.arch, log, checkpoint)
             score = check_finite(float(evaluation.score), "the score")
         except BaseException as error:  # Optuna marks the trial FAIL: say why on it
             record_failure(trial, failure_reason(error))
             log.close()
             raise
+        if evaluation.stopped_at is not None:
+            record_stopped(trial, evaluation.stopped_at)
         record_score(trial, score, evaluation.seconds)
         log.finish(self.space.choices(candidate.arch), {"accuracy": score, **candidate.costs})
         return score

@@ -20,6 +20,7 @@ from mbnas.cost import count
 from mbnas.data import DataConfig, make_dataset, split_indices
 from mbnas.machine_load import machine_load
 from mbnas.search.config import SearchConfig
+from mbnas.search.pruning import describe as describe_pruner
 from mbnas.search.timing import Timings
 from mbnas.space import SearchSpace
 from mbnas.units import format_count
@@ -140,14 +141,16 @@ def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
         f"  space      {space.name}: {space_size(space)} members, costed at "
         f"{space.resolution}px",
         f"  budget     {budget.describe() if budget.limits else 'none'}",
-        f"  objective  {cfg.objective}, sampler {cfg.sampler}",
+        f"  objective  {cfg.objective}, sampler {cfg.sampler}, pruner "
+        f"{describe_pruner(cfg.pruner, evaluator)}",
         f"  evaluator  {evaluator.get('name')} ({steps})",
         f"  preset     {cfg.preset}",
         f"  data       {data_line(cfg.data)}",
         f"  trials     {remaining} of {cfg.n_trials} to evaluate (over-budget candidates "
         "are pruned untrained, re-sampled ones reuse their score: neither is counted)",
         f"  threads    {torch.get_num_threads()} (threads=)",
-        f"  expected   about {format_duration(total)} ({warmup}{remaining} × "
+        f"  expected   {'at most' if cfg.pruner != 'none' else 'about'} "
+        f"{format_duration(total)} ({warmup}{remaining} × "
         f"{format_duration(expected.trial_s)}; {step}from this run's work timed here; "
         "revised as it goes)",
     ]

@@ -52,6 +52,7 @@ from mbnas.search.forecast import Forecast
 from mbnas.search.latency import latency_estimator
 from mbnas.search.objective import OBJECTIVES, Objective, cost_metric
 from mbnas.search.plan import Estimate, estimate, no_budget_warning, plan_lines, threads_hint
+from mbnas.search.pruning import check_pruner, make_pruner, reporting_to
 from mbnas.search.slots import TrialSlots, run_trials
 from mbnas.search.storage import display, fail_stale_trials, masked, open_storage
 from mbnas.search.study import check_study_home, enqueue_seeds, make_sampler, open_study
@@ -171,6 +172,7 @@ def run_search(cfg: SearchConfig) -> optuna.Study | None:
         torch.set_num_threads(cfg.threads)
     with process_group(cfg.device) as (world, _):
         check_data_parallel(run.evaluator.name, run.cfg.data.batch_size, world)
+        check_pruner(run.cfg.pruner, run.cfg.objective, run.evaluator, world.size)
         if not world.main:
             follow(lambda: make_evaluator(run.evaluator,
                                           evaluation_context(run.cfg, run.space, run.budget)))
@@ -201,7 +203,7 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
         check_study_home(folder.name, storage, recorded, str(folder.path))
         study = open_study(folder.name, storage,
                            make_sampler(cfg.sampler, cfg.seed, cfg.startup_trials),
-                           cfg.objective, run.signature())
+                           cfg.objective, run.signature(), make_pruner(cfg.pruner, run.evaluator))
     # Trials of workers that died are failed (and enqueued again) before counting what is left.
     fail_stale_trials(study)
     # Written once the study accepted the settings: a refused resume leaves the old config.
@@ -292,7 +294,8 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
                           run.estimate_latency, run.folder.tensorboard,
                           TrialSlots(cfg.n_trials, reuse_duplicates=reuse),
                           ExploreAfterRepeats(run.space, run.budget, cfg.seed, cfg.n_trials)
-                          if reuse else None)
+                          if reuse else None,
+                          reporting_to if cfg.pruner != "none" else None)
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
     # Counted over every worker sharing the study: n_trials is the total of evaluated candidates
     # (the slots keep it exact; this ends each worker's loop once it is reached).

@@ -60,9 +60,11 @@ def check_study_home(name: str, storage: optuna.storages.BaseStorage,
 
 def open_study(name: str, storage: optuna.storages.BaseStorage,
                sampler: optuna.samplers.BaseSampler, objective: str,
-               signature: dict[str, Any]) -> optuna.Study:
+               signature: dict[str, Any],
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create the study or resume it, refusing to mix a different search into the same run."""
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                pruner=pruner or optuna.pruners.NopPruner(),
                                 directions=study_directions(objective), load_if_exists=True)
     check_resumable(study.user_attrs.get(SIGNATURE), signature, where="name",
                     problem=f"run {name!r} already holds a different search",

@@ -7,7 +7,13 @@ import optuna
 
 from mbnas.run_folder import RunFolder
 from mbnas.search.plan import format_duration
-from mbnas.search.trials import PRUNED, best_trials, count_scored, count_trials
+from mbnas.search.trials import (
+    PRUNED,
+    best_trials,
+    count_scored,
+    count_stopped,
+    count_trials,
+)
 from mbnas.units import format_count
 
 
@@ -30,9 +36,11 @@ def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
     evaluators that train), MACs, parameters, latency, the wall time, the files written and the
     next commands."""
     (evaluated, repeats), pruned = count_scored(study), count_trials(study, PRUNED)
+    stopped = count_stopped(study)
+    stopped_text = f" ({stopped} stopped early by the pruner)" if stopped else ""
     lines = [f"mbnas search: done in {format_duration(seconds)} (this process) | "
-             f"{evaluated} candidates evaluated, {repeats} repeats reused a score, {pruned} "
-             f"pruned over budget | {folder.path}"]
+             f"{evaluated} candidates evaluated{stopped_text}, {repeats} repeats reused a "
+             f"score, {pruned} pruned over budget | {folder.path}"]
     best = best_trials(study)
     if best:
         top = best[0]

@@ -24,6 +24,8 @@ DUPLICATE_OF = "duplicate_of"
 # User attribute of a trial enqueued to explore after a repeat (it waits its turn like a sampled
 # one, behind seeds and retries).
 EXPLORATION = "exploration"
+# User attribute of a trial whose candidate a pruner stopped: the training step (multi-fidelity).
+STOPPED_AT = "stopped_at_step"
 # optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
 # attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
 DASHBOARD_CONSTRAINTS = "constraints"
@@ -46,6 +48,7 @@ class TrialRecord:
     failed_reason: str | None  # why a trial failed: diverged, interrupted
     duplicate_of: int | None
     evaluation_s: float | None
+    stopped_at_step: int | None = None  # where a pruner stopped its training (multi-fidelity)
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -58,7 +61,8 @@ class TrialRecord:
                    accuracy=attrs.get("accuracy"), pruned_reason=attrs.get("pruned_reason"),
                    failed_reason=attrs.get("failed_reason"),
                    duplicate_of=attrs.get(DUPLICATE_OF),
-                   evaluation_s=attrs.get("evaluation_s"))
+                   evaluation_s=attrs.get("evaluation_s"),
+                   stopped_at_step=attrs.get(STOPPED_AT))
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -110,6 +114,12 @@ def count_scored(study: optuna.Study) -> tuple[int, int]:
     return len(complete) - repeats, repeats
 
 
+def count_stopped(study: optuna.Study) -> int:
+    """Evaluated candidates whose training a pruner stopped early (every worker's)."""
+    return sum(STOPPED_AT in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(COMPLETE,)))
+
+
 # ---------------------------------------------------------------- writing a running trial
 
 
@@ -148,6 +158,12 @@ def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) ->
 def record_pruned(trial: optuna.Trial, reasons: Sequence[str]) -> None:
     """Why the trial was pruned untrained: each budget it exceeds."""
     trial.set_user_attr("pruned_reason", "; ".join(reasons))
+
+
+def record_stopped(trial: optuna.Trial, step: int) -> None:
+    """The training step at which the pruner stopped the trial's candidate (its score is the
+    accuracy there)."""
+    trial.set_user_attr(STOPPED_AT, step)
 
 
 def record_failure(trial: optuna.Trial, reason: str) -> None:
