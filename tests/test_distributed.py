@@ -274,10 +274,11 @@ def reference_search(folder: Path) -> list[tuple[TrialRecord, dict, torch.nn.Mod
     halves whose gradients are averaged; BatchNorm's statistics from the first half only."""
     cfg, study = load_run(folder / "dp")
     scratch = evaluator_config(cfg.evaluator)
-    batches = infinite(make_loader(cfg.data, "train", shuffle=True))
+    train = make_loader(cfg.data, "train", shuffle=True)
     val = make_loader(cfg.data, "val", shuffle=False)
     scored = []
     for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+        batches = infinite(train)  # every candidate trains on the same batches, from the first
         record = TrialRecord.of(trial)
         arch = record.arch_spec()
         assert arch.digest() == record.digest

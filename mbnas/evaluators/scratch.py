@@ -65,17 +65,18 @@ class ScratchEvaluator(BriefTrainingEvaluator):
         start = time.perf_counter()
         self.seed_for(arch)
         model = build(arch).to(self.context.device)
-        stopped: dict[str, object] = {}
+        stopped_at, result_there = None, None
 
         def stop(step: int) -> bool:
+            nonlocal stopped_at, result_there
             if step % every or step == steps:  # the last step's validation is the score's
                 return False
             result = self.validate(model)
-            if checkpoint(step, result.accuracy):
-                stopped.update(step=step, result=result)
-                return True
-            return False
+            if not checkpoint(step, result.accuracy):
+                return False
+            stopped_at, result_there = step, result
+            return True
 
         train_briefly(model, self.batches(), steps, self.cfg.optim, log, self.context.precision,
                       stop)
-        return self.scored(model, start, log, stopped.get("result"), stopped.get("step"))
+        return self.scored(model, start, log, result_there, stopped_at)
