@@ -17,6 +17,7 @@ from mbnas.evaluators.brief_training import train_briefly
 from mbnas.nn import build
 from mbnas.search.objective import Objective
 from mbnas.search.pruning import check_pruner, make_pruner, reporting_to
+from mbnas.search.report import format_report, report
 from mbnas.search.trials import TrialRecord, count_stopped
 from mbnas.space import load_space
 from mbnas.train import OptimConfig, infinite
@@ -105,3 +106,7 @@ def test_a_stopped_candidate_completes_with_its_step_and_counts(tmp_path):
     assert count_stopped(study) == len(stopped) < len(records)
     finished = [r.accuracy for r in records[:2]]
     assert all(r.accuracy < max(finished) for r in stopped)
+    result = report(study, "accuracy")
+    assert [r["stopped_at_step"] for r in result["trials"] if r["stopped_at_step"]] == [
+        r.stopped_at_step for r in stopped]
+    assert f"{len(stopped)} candidates stopped early by the pruner" in format_report(result)

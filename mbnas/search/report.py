@@ -81,6 +81,12 @@ def format_report(result: dict[str, Any]) -> str:
         parts += ["", "failed trials (not counted, never best):"]
         parts += [f"  #{r['number']}: {r['failed_reason'] or 'no reason recorded'}"
                   for r in failed]
+    stopped = [r for r in result["trials"] if r["stopped_at_step"] is not None]
+    if stopped:
+        parts += ["", f"{len(stopped)} candidates stopped early by the pruner score their "
+                  "accuracy at that step: " + ", ".join(f"#{r['number']} at {r['stopped_at_step']}"
+                                                       for r in stopped[:10])
+                  + (", ..." if len(stopped) > 10 else "")]
     if result["best"] is not None:
         parts += ["", f"best: trial #{result['best']} (exported as best.yaml)"]
     return "\n".join(parts)

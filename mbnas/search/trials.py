@@ -78,11 +78,12 @@ class TrialRecord:
         return {"trial": self.number, **self.metrics}
 
     def row(self) -> dict[str, Any]:
-        """A report row: number, state, metrics, choices and why it was pruned, failed or
-        repeated."""
+        """A report row: number, state, metrics, choices and why it was pruned, failed,
+        repeated or stopped early."""
         return {"number": self.number, "state": self.state, **self.metrics,
                 "choices": self.choices, "pruned_reason": self.pruned_reason,
-                "failed_reason": self.failed_reason, "duplicate_of": self.duplicate_of}
+                "failed_reason": self.failed_reason, "duplicate_of": self.duplicate_of,
+                "stopped_at_step": self.stopped_at_step}
 
 
 def trial_records(study: optuna.Study, *states: optuna.trial.TrialState) -> list[TrialRecord]:
