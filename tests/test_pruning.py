@@ -75,6 +75,8 @@ def test_pruners_have_their_rungs_at_the_checkpoints(name, kind):
     ("median", {"name": "zero_cost", "features": {"swap": 1}}, "accuracy", 1,
      r"scores a candidate in one go"),
     ("median", {}, "accuracy", 1, r"evaluator\.checkpoint_every: is 0"),
+    ("median", {"checkpoint_every": 200}, "accuracy", 1,
+     r"checkpoint_every: is 200: .*train_steps=200.*checkpoint_every=50"),
     ("hyperband", {"checkpoint_every": 5}, "accuracy-macs", 1, r"single-objective"),
     ("median", {"checkpoint_every": 5}, "accuracy", 2, r"2 processes"),
 ])

@@ -51,10 +51,12 @@ def check_pruner(name: str, objective: str, evaluator: EvaluatorConfig, processe
         raise ConfigError("pruner", f"evaluator {evaluator.name!r} scores a candidate in one go, "
                           "so there is nothing to stop early", "use evaluator=scratch "
                           "evaluator.checkpoint_every=50 (say), or pruner=none")
-    if not getattr(evaluator, "checkpoint_every", 0):
-        raise ConfigError("evaluator.checkpoint_every", "is 0: the pruner would see no "
-                          "accuracy before a candidate's end", "set it to the steps between "
-                          "checks, e.g. evaluator.checkpoint_every=50")
+    every, steps = getattr(evaluator, "checkpoint_every", 0), getattr(evaluator, "train_steps", 0)
+    if not every or every >= steps:
+        raise ConfigError("evaluator.checkpoint_every", f"is {every}: the pruner would see no "
+                          f"accuracy before a candidate's end (evaluator.train_steps={steps})",
+                          "set it to the steps between checks, well below train_steps, e.g. "
+                          f"evaluator.checkpoint_every={max(1, steps // 4)}")
     if OBJECTIVES[objective] is not None:
         raise ConfigError("pruner", f"does not work with objective={objective} (Optuna prunes "
                           "single-objective studies only)", "use objective=accuracy, or "
