@@ -278,6 +278,9 @@ def main() -> None:
             raise SystemExit(f"search_quality.py: {out / 'entries.json'} is missing: run "
                              "--stage search with this --out first (or copy its folder here)")
         manifest = json.loads((out / "entries.json").read_text())
+        # The table describes the searches as they ran, not this command's defaults.
+        searched = manifest["args"]
+        args.candidates, budget = searched["candidates"], parse_count(searched["budget"])
     else:
         manifest = search_stage(args, budget, out)
     if args.stage == "search":
