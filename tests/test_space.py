@@ -185,3 +185,22 @@ def test_a_neighbour_changes_one_decision_and_draws_only_the_layers_it_adds():
             assert not added
     assert {"stage1.block1.kernel", "stage2.depth"} <= {
         k for after in neighbours for k in before if after[k] != before[k]}
+
+
+@pytest.mark.parametrize("name", ["nas_bench_macro", "cifar"])
+def test_a_fair_step_trains_every_option_of_every_decision_equally_often(name):
+    space = load_space(name)
+    members = space.fair_sample(random.Random(0))
+    assert len(members) == space.widest_decision() == 3
+    taken: dict[str, list] = {}
+    for arch in members:
+        for decision, value in space.choices(arch).items():
+            taken.setdefault(decision, []).append(value)
+    for decision, values in taken.items():
+        counts = [values.count(v) for v in set(values)]
+        assert max(counts) - min(counts) <= 1, decision
+    # Decisions of three options, reached by all three members, take each option once.
+    full = [d for d, values in taken.items() if len(values) == 3 and len(set(values)) == 3]
+    assert full
+    if name == "nas_bench_macro":  # every layer: three ops, each once
+        assert all(len(set(values)) == 3 for values in taken.values())

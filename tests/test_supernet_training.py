@@ -127,6 +127,17 @@ def test_uniform_rule_trains_random_members_only():
     assert sandwich_members(space, random.Random(0), 1)[:2] == [space.largest(), space.smallest()]
 
 
+def test_fair_rule_trains_the_fair_members_of_each_step():
+    space = load_space("nas_bench_macro")
+    members = sandwich_members(space, random.Random(0), 1, rule="fair")
+    assert members == space.fair_sample(random.Random(0))
+    supernet = fresh_supernet()
+    before = [p.detach().clone() for p in supernet.parameters()]
+    cfg = dataclasses.replace(CFG, rule="fair", distill=False, steps=2)
+    assert train_supernet(supernet, SPACE, plain_loader(), cfg, progress=False).step == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, supernet.parameters()))
+
+
 def test_a_finished_warmup_loads_and_an_unfinished_one_is_refused(tmp_path):
     trained = Supernet(SPACE)
     checkpoint = save_checkpoint(tmp_path / "supernet.pt",

@@ -69,7 +69,7 @@ class PredictorConfig(EvaluatorConfig):
 
     name: str = "predictor"
     warmup_steps: int = 1500  # supernet steps, once per run
-    rule: str = "uniform"  # uniform (SPOS) | sandwich
+    rule: str = "uniform"  # uniform (SPOS) | sandwich | fair (FairNAS)
     num_random: int = 1  # random members per step
     sharing: str = "nested"  # op-list stages: nested (ranked better) | separate (SPOS)
     label_archs: int = 300  # members within budget labelled by the supernet

@@ -126,6 +126,34 @@ class SearchSpace:
         """A uniformly random choice at every decision, drawn from ``rng``."""
         return self._build(lambda name, options: rng.choice(options))
 
+    def fair_sample(self, rng: random.Random) -> list[ArchSpec]:
+        """FairNAS's strictly fair members of one step: as many as the widest decision has
+        options, taking every decision's options in one random order each, so that over the
+        step every option of every decision is trained equally often (exactly once where a
+        decision has that many options)."""
+        order: dict[str, list] = {}
+
+        def fair(member: int) -> Pick:
+            def pick(name: str, options: tuple) -> Any:
+                shuffled = order.setdefault(name, rng.sample(options, len(options)))
+                return shuffled[member % len(shuffled)]
+            return pick
+
+        return [self._build(fair(member)) for member in range(self.widest_decision())]
+
+    def widest_decision(self) -> int:
+        """The most options any decision of the space has (a decision that only deeper stages
+        reach included)."""
+        widest = 1
+
+        def deepest(name: str, options: tuple) -> Any:
+            nonlocal widest
+            widest = max(widest, len(options))
+            return max(options) if name.endswith(".depth") else options[0]
+
+        self._build(deepest)
+        return widest
+
     def smallest(self) -> ArchSpec:
         """The member with the fewest MACs (see :meth:`largest` for the rule)."""
         return self._extreme(min)

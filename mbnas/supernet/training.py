@@ -58,7 +58,7 @@ from mbnas.train import (
 )
 from mbnas.validation import check_choice, check_int
 
-RULES = ("sandwich", "uniform")
+RULES = ("sandwich", "uniform", "fair")
 
 
 @dataclass
@@ -67,13 +67,14 @@ class SandwichConfig:
 
     ``sandwich`` (once-for-all, BigNAS) trains the largest, the smallest and ``num_random`` random
     members every step; ``uniform`` (SPOS) only ``num_random`` random members, without
-    distillation.
+    distillation; ``fair`` (FairNAS) as many members as the widest decision has options, which
+    together train every option of every decision equally often (``num_random`` unused).
     """
 
     steps: int = 300
     num_random: int = 2  # random members per step, besides the largest and the smallest
     distill: bool = True  # smaller members learn from the largest member's soft predictions
-    rule: str = "sandwich"  # sandwich | uniform
+    rule: str = "sandwich"  # sandwich | uniform | fair
     seed: int = 0  # drives the choice of random members
     optim: OptimConfig = field(default_factory=OptimConfig)  # lr, warm-up, label smoothing, ...
     checkpoint_every: int = 50  # steps between checkpoints (and one at the end)
@@ -139,7 +140,10 @@ def sandwich_step(supernet: Supernet, archs: list[ArchSpec], images: torch.Tenso
 
 def sandwich_members(space: SearchSpace, rng: random.Random, num_random: int,
                      rule: str = "sandwich") -> list[ArchSpec]:
-    """The members of one step: largest, smallest (sandwich rule only), ``num_random`` random."""
+    """The members of one step: largest, smallest (sandwich rule only), ``num_random`` random;
+    the fair rule's strictly fair set instead (:meth:`SearchSpace.fair_sample`)."""
+    if rule == "fair":
+        return space.fair_sample(rng)
     extremes = [space.largest(), space.smallest()] if rule == "sandwich" else []
     return [*extremes, *(space.sample_random(rng) for _ in range(num_random))]
 
