@@ -231,6 +231,14 @@ def print_table(args: argparse.Namespace, budget: int, rows: list[dict]) -> None
               f"{r['accuracy']:>8.4f} {runs:>16} {search_time:>8}")
 
 
+def searched_entries(out: Path) -> dict:
+    """The entries.json a search stage wrote in ``out``."""
+    if not (out / "entries.json").is_file():
+        raise SystemExit(f"search_quality.py: {out / 'entries.json'} is missing: run --stage "
+                         "search with this --out first (or copy its folder here)")
+    return json.loads((out / "entries.json").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
@@ -265,6 +273,13 @@ def main() -> None:
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("train", "rank"):
+        manifest = searched_entries(out)
+        # The searches as they ran (their budget and candidates), not this command's defaults.
+        args.candidates = manifest["args"]["candidates"]
+        budget = parse_count(manifest["args"]["budget"])
+    else:
+        manifest = search_stage(args, budget, out)
     if args.stage == "rank":
         if not (out / "results.json").is_file():
             raise SystemExit(f"search_quality.py: {out / 'results.json'} is missing: run "
@@ -273,16 +288,6 @@ def main() -> None:
         (out / "rank.json").write_text(json.dumps({"args": vars(args), **result}, indent=2))
         print_rank(result)
         return
-    if args.stage == "train":
-        if not (out / "entries.json").is_file():
-            raise SystemExit(f"search_quality.py: {out / 'entries.json'} is missing: run "
-                             "--stage search with this --out first (or copy its folder here)")
-        manifest = json.loads((out / "entries.json").read_text())
-        # The table describes the searches as they ran, not this command's defaults.
-        searched = manifest["args"]
-        args.candidates, budget = searched["candidates"], parse_count(searched["budget"])
-    else:
-        manifest = search_stage(args, budget, out)
     if args.stage == "search":
         print(json.dumps(manifest["entries"], indent=2))
         return
