@@ -135,8 +135,9 @@ class SearchSpace:
 
         def fair(member: int) -> Pick:
             def pick(name: str, options: tuple) -> Any:
-                shuffled = order.setdefault(name, rng.sample(options, len(options)))
-                return shuffled[member % len(shuffled)]
+                if name not in order:  # drawn once, by the first member to reach it
+                    order[name] = rng.sample(options, len(options))
+                return order[name][member % len(options)]
             return pick
 
         return [self._build(fair(member)) for member in range(self.widest_decision())]
