@@ -10,6 +10,7 @@ behind the others at the same step; the candidate then scores its accuracy there
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -51,10 +52,8 @@ class ScratchEvaluator(BriefTrainingEvaluator):
     cfg: ScratchConfig
 
     def model_for(self, arch: ArchSpec, log: TrialLog | None = None) -> nn.Module:
-        self.seed_for(arch)
-        model = build(arch).to(self.context.device)
-        train_briefly(model, self.batches(), self.cfg.train_steps, self.cfg.optim, log,
-                      self.context.precision)
+        model = self.initial(arch)
+        self.train(model, log)
         return model
 
     def evaluate(self, arch: ArchSpec, log: TrialLog | None = None,
@@ -63,8 +62,7 @@ class ScratchEvaluator(BriefTrainingEvaluator):
         if checkpoint is None or not every:
             return super().evaluate(arch, log)
         start = time.perf_counter()
-        self.seed_for(arch)
-        model = build(arch).to(self.context.device)
+        model = self.initial(arch)
         stopped_at, result_there = None, None
 
         def stop(step: int) -> bool:
@@ -77,6 +75,16 @@ class ScratchEvaluator(BriefTrainingEvaluator):
             stopped_at, result_there = step, result
             return True
 
-        train_briefly(model, self.batches(), steps, self.cfg.optim, log, self.context.precision,
-                      stop)
+        self.train(model, log, stop)
         return self.scored(model, start, log, result_there, stopped_at)
+
+    def initial(self, arch: ArchSpec) -> nn.Module:
+        """``arch``'s network, initialised as for any trial of it."""
+        self.seed_for(arch)
+        return build(arch).to(self.context.device)
+
+    def train(self, model: nn.Module, log: TrialLog | None,
+              stop: Callable[[int], bool] | None = None) -> None:
+        """``train_steps`` from scratch (fewer if ``stop`` says so)."""
+        train_briefly(model, self.batches(), self.cfg.train_steps, self.cfg.optim, log,
+                      self.context.precision, stop)
