@@ -18,7 +18,13 @@ from mbnas.nn import build
 from mbnas.search.objective import Objective
 from mbnas.search.pruning import check_pruner, make_pruner, reporting_to
 from mbnas.search.report import format_report, report
-from mbnas.search.trials import TrialRecord, count_stopped
+from mbnas.search.trials import (
+    STOPPED_AT,
+    TrialRecord,
+    best_trials,
+    count_stopped,
+    record_duplicate,
+)
 from mbnas.space import load_space
 from mbnas.train import OptimConfig, infinite
 
@@ -112,3 +118,30 @@ def test_a_stopped_candidate_completes_with_its_step_and_counts(tmp_path):
     assert [r["stopped_at_step"] for r in result["trials"] if r["stopped_at_step"]] == [
         r.stopped_at_step for r in stopped]
     assert f"{len(stopped)} candidates stopped early by the pruner" in format_report(result)
+
+
+def finished(value, **attrs):
+    return optuna.trial.create_trial(value=value, user_attrs={"accuracy": value, **attrs})
+
+
+def test_the_best_is_trained_to_the_end_when_a_stopped_candidate_scored_higher():
+    study = optuna.create_study(direction="maximize")
+    for trial in (finished(0.6), finished(0.9, **{STOPPED_AT: 10}), finished(0.7)):
+        study.add_trial(trial)
+    assert [r.accuracy for r in best_trials(study)] == [0.7]
+    only_stopped = optuna.create_study(direction="maximize")
+    only_stopped.add_trial(finished(0.5, **{STOPPED_AT: 10}))
+    assert [r.stopped_at_step for r in best_trials(only_stopped)] == [10]
+
+
+def test_a_repeat_of_a_stopped_candidate_is_stopped_too_but_counts_once():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(finished(0.6))
+    study.add_trial(finished(0.9, **{STOPPED_AT: 10}))
+    earlier = TrialRecord.of(study.trials[1])
+    trial = study.ask()
+    record_duplicate(trial, earlier)
+    study.tell(trial, earlier.accuracy)
+    assert TrialRecord.of(study.trials[2]).stopped_at_step == 10
+    assert count_stopped(study) == 1
+    assert [r.accuracy for r in best_trials(study)] == [0.6]

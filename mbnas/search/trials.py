@@ -117,7 +117,7 @@ def count_scored(study: optuna.Study) -> tuple[int, int]:
 
 def count_stopped(study: optuna.Study) -> int:
     """Evaluated candidates whose training a pruner stopped early (every worker's)."""
-    return sum(STOPPED_AT in t.user_attrs
+    return sum(STOPPED_AT in t.user_attrs and not is_repeat(t)
                for t in study.get_trials(deepcopy=False, states=(COMPLETE,)))
 
 
@@ -173,9 +173,12 @@ def record_failure(trial: optuna.Trial, reason: str) -> None:
 
 
 def record_duplicate(trial: optuna.Trial, earlier: TrialRecord) -> None:
-    """An architecture tried before: its score is the earlier trial's."""
+    """An architecture tried before: its score is the earlier trial's (and so is the step a
+    pruner stopped it at, if it did)."""
     trial.set_user_attr(DUPLICATE_OF, earlier.number)
     trial.set_user_attr("accuracy", earlier.accuracy)
+    if earlier.stopped_at_step is not None:
+        trial.set_user_attr(STOPPED_AT, earlier.stopped_at_step)
 
 
 def record_score(trial: optuna.Trial, accuracy: float, seconds: float) -> None:
@@ -185,6 +188,21 @@ def record_score(trial: optuna.Trial, accuracy: float, seconds: float) -> None:
 
 
 # ---------------------------------------------------------------- sets of trials
+
+
+def best_trained_to_the_end(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The single-objective study's best trial among candidates trained to the end, when there
+    are any: a pruner stops candidates at fewer steps, and accuracy after fewer steps does not
+    compare with accuracy after all of them (it may beat them only by noise)."""
+    best = study.best_trial
+    if STOPPED_AT not in best.user_attrs:
+        return best
+    trained = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE,))
+               if STOPPED_AT not in t.user_attrs]
+    if not trained:
+        return best
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(trained, key=lambda t: t.value)
 
 
 def pareto_indices(points: Sequence[Mapping[str, Any]], cost_key: str) -> list[int]:
@@ -205,5 +223,5 @@ def best_trials(study: optuna.Study) -> list[TrialRecord]:
     if not count_trials(study, COMPLETE):
         return []
     if len(study.directions) == 1:
-        return [TrialRecord.of(study.best_trial)]
+        return [TrialRecord.of(best_trained_to_the_end(study))]
     return sorted((TrialRecord.of(t) for t in study.best_trials), key=lambda r: -r.accuracy)
