@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +62,24 @@ def full_cifar10(cache: Path = CACHE) -> Path:
     return root
 
 
-def evaluator_settings(name: str, overrides: Sequence[str]) -> Any:
-    """The shipped ``conf/evaluator/NAME.yaml`` with ``key=value`` overrides, typed and checked."""
-    values = OmegaConf.merge(OmegaConf.load(conf_dir() / "evaluator" / f"{name}.yaml"),
-                             OmegaConf.from_dotlist(list(overrides)))
-    return evaluator_config(values)
+def evaluator_settings(name: str, overrides: Sequence[str],
+                       replacing: Mapping[str, Any] | None = None) -> Any:
+    """The shipped ``conf/evaluator/NAME.yaml`` with settings ``replacing`` its own (a space's,
+    each replaced whole), then ``key=value`` overrides; typed and checked."""
+    values = OmegaConf.load(conf_dir() / "evaluator" / f"{name}.yaml")
+    for key, value in (replacing or {}).items():
+        values[key] = value
+    return evaluator_config(OmegaConf.merge(values, OmegaConf.from_dotlist(list(overrides))))
 
 
 def build_evaluator(name: str, overrides: Sequence[str], space: SearchSpace, data: DataConfig,
                     seed: int, device: str = "cpu", budget: Budget | None = None) -> Evaluator:
     """An evaluator as a search of ``space`` within ``budget`` (none: no budget) would build it,
-    on ``device``."""
+    on ``device``: the space's own settings apply when ``name`` is the space's evaluator."""
     context = EvaluationContext(data=data, device=torch.device(device), seed=seed, space=space,
                                 budget=budget or Budget())
-    return make_evaluator(evaluator_settings(name, overrides), context)
+    replacing = space.evaluator_settings if name == space.evaluator else None
+    return make_evaluator(evaluator_settings(name, overrides, replacing), context)
 
 
 def warmup_steps_for(minutes: float, space: SearchSpace, data: DataConfig, seed: int,

@@ -17,6 +17,8 @@ On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
   (d) with ``--members N``, N random members of the space within the budget (no search): with
       the winners they are ground truth for ranking in this space, which NAS-Bench-Macro's
       fixed widths cannot be,
+  (e) with ``--near-budget N``, N random members with 90% of the budget or more: ground truth
+      among members of nearly equal MACs, the ones a search ends up choosing between,
 each then trained from scratch with one recipe (`mbnas train`) and scored on the same
 validation split. Prints a table and writes it as JSON next to the runs.
 """
@@ -51,6 +53,8 @@ from mbnas.units import format_count, parse_count
 
 REFERENCES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 SPACE = "cifar"
+NEAR_BUDGET = 0.9  # --near-budget members have this share of the budget or more
+NEAR_BUDGET_TRIES = 10_000
 
 
 def cifar_variant(arch: ArchSpec) -> ArchSpec:
@@ -133,6 +137,7 @@ def search_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
         entries[f"(c) {name} ×{width:g}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
                                              "search_s": None}
     entries.update(member_entries(args.members, budget, args.seed, out))
+    entries.update(near_budget_entries(args.near_budget, budget, args.seed, out))
     manifest = {"args": vars(args), "entries": entries}
     (out / "entries.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -147,6 +152,28 @@ def member_entries(count: int, budget: int, seed: int, out: Path) -> dict[str, d
         arch = members.sample_random(rng).replace(name=f"member-{index}")
         entries[f"(d) random member {index}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
                                                  "search_s": None}
+    return entries
+
+
+def near_budget_entries(count: int, budget: int, seed: int, out: Path,
+                        share: float = NEAR_BUDGET) -> dict[str, dict]:
+    """``count`` random members with ``share`` of ``budget`` or more, saved as entries to train:
+    members a MAC count cannot tell apart, as the last candidates of a search are."""
+    members = WithinBudget(mbnas.load_space(SPACE), Budget(macs=budget), seed=seed)
+    rng = random.Random(seed + 1)
+    entries = {}
+    for index in range(count):
+        for _ in range(NEAR_BUDGET_TRIES):
+            arch = members.sample_random(rng)
+            if mbnas.count(arch).macs >= share * budget:
+                break
+        else:
+            raise SystemExit(f"search_quality.py: no member of {SPACE} within {budget} MACs "
+                             f"has {share:.0%} of them in {NEAR_BUDGET_TRIES} draws; raise "
+                             "--budget or leave out --near-budget")
+        arch = arch.replace(name=f"near-{index}")
+        entries[f"(e) member near budget {index}"] = {
+            "arch": arch.save(out / f"{arch.name}.yaml").name, "search_s": None}
     return entries
 
 
@@ -263,6 +290,9 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=1, help="searches per sampler")
     parser.add_argument("--members", type=int, default=0,
                         help="random members within budget to train too (ground truth)")
+    parser.add_argument("--near-budget", type=int, default=0,
+                        help=f"random members with {NEAR_BUDGET:.0%} of the budget or more, to "
+                             "train too (ground truth among equal MACs)")
     parser.add_argument("--rank-seeds", type=int, default=1,
                         help="evaluator seeds of --stage rank")
     parser.add_argument("--all-entries", action="store_true",

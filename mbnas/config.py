@@ -4,6 +4,7 @@ and hand the command its typed dataclasses."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -93,10 +94,12 @@ def did_you_mean(word: str, candidates: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def known_keys(command: str, schema: type) -> tuple[list[str], dict[str, list[str]]]:
-    """Every dotted key ``command`` accepts (its defaults and schema), and each config group's
+def known_keys(command: str, schema: type, selections: Sequence[str] = ()
+               ) -> tuple[list[str], dict[str, list[str]]]:
+    """Every dotted key ``command`` accepts (its defaults and schema, with the config groups
+    chosen as ``selections`` says, e.g. ``["evaluator=zero_cost"]``), and each config group's
     choices: what a mistyped override is compared with."""
-    cfg, choices = compose_raw(command, [])
+    cfg, choices = compose_raw(command, list(selections))
     tree = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), cfg),
                                   resolve=False)
     keys: list[str] = []
@@ -118,20 +121,32 @@ def _explained(command: str, overrides: list[str], schema: type, fix: str
     """The error for a failed compose: the first unknown key or choice, with a suggestion;
     ``None`` when every key and choice is known (the error is about a value)."""
     try:
-        keys, groups = known_keys(command, schema)
+        _, groups = known_keys(command, schema)
+        selections = [o for o in overrides if o.partition("=")[0] in groups
+                      and o.partition("=")[2] in groups[o.partition("=")[0]]]
+        keys, _ = known_keys(command, schema, selections)
     except (HydraException, OmegaConfBaseException):
         return None
-    open_keys = [k for k in keys if k in ("budget",)]  # mappings that take any key
+    open_keys = [k for k in keys if k in ("budget",) or k in OPEN_MAPPINGS]
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in groups and value not in groups[key]:
             return ConfigError(key, f"unknown choice {value!r}"
                                f"{did_you_mean(value, groups[key])}",
                                f"use one of: {', '.join(groups[key])}")
+        if (key not in keys and key.rpartition(".")[0] in OPEN_MAPPINGS
+                and not override.startswith("+")):
+            return ConfigError(key, "is not in the mapping yet, so it cannot be changed",
+                               f"add it with a leading +: +{key}={value}")
         if key not in keys and key not in groups and not any(
                 key.startswith(k + ".") for k in open_keys):
             return ConfigError(key, f"unknown option{did_you_mean(key, keys)}", fix)
     return None
+
+
+# Mappings whose keys are the user's to choose (a weight per feature): a key not yet in one
+# is added with Hydra's leading +.
+OPEN_MAPPINGS = ("evaluator.features", "evaluator.proxy_features")
 
 
 def _first_line(error: Exception) -> str:

@@ -1,18 +1,22 @@
 import json
 import math
 import random
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 import mbnas
 from mbnas.budget import Budget
+from mbnas.config import compose_config
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError
 from mbnas.evaluators import EvaluationContext, evaluator_config, make_evaluator
 from mbnas.evaluators.zero_cost import computing_layers
+from mbnas.resources import search_spaces_dir
 from mbnas.run_folder import RunFolder
-from mbnas.search import space_defaults
+from mbnas.search import SearchConfig, space_defaults
 from mbnas.space import load_space
 
 
@@ -84,8 +88,41 @@ def test_a_restored_run_refuses_features_it_has_no_reference_for(space, tmp_path
 
 def test_a_space_may_name_the_evaluator_its_searches_use():
     assert mbnas.load_space("nas_bench_macro").evaluator == "zero_cost"
-    assert space_defaults(["space=nas_bench_macro"]) == ["space=nas_bench_macro",
-                                                         "evaluator=zero_cost"]
+    assert space_defaults(["space=nas_bench_macro"]) == ["evaluator=zero_cost",
+                                                         "space=nas_bench_macro"]
     assert space_defaults(["space=nas_bench_macro", "evaluator=supernet"]) == [
         "space=nas_bench_macro", "evaluator=supernet"]
     assert space_defaults(["+budget.macs=300M"]) == ["+budget.macs=300M"]
+
+
+def composed_evaluator(*overrides):
+    return compose_config("search", space_defaults(list(overrides)), SearchConfig).evaluator
+
+
+def test_a_space_may_set_its_evaluator_and_the_user_adds_on_top():
+    cifar = mbnas.load_space("cifar")
+    assert (cifar.evaluator, dict(cifar.evaluator_settings)) == ("zero_cost",
+                                                                 {"features": {"macs": 1.0}})
+    # The space's mapping replaces the conf's weights whole, whether or not evaluator= is given.
+    assert dict(composed_evaluator("space=cifar").features) == {"macs": 1.0}
+    assert dict(composed_evaluator("space=cifar", "evaluator=zero_cost").features) == {
+        "macs": 1.0}
+    assert dict(composed_evaluator("space=cifar", "+evaluator.features.swap=2",
+                                   "evaluator.batch_size=32").features) == {"macs": 1.0,
+                                                                            "swap": 2}
+    assert composed_evaluator("space=cifar", "evaluator=supernet").name == "supernet"
+
+
+def test_a_weight_not_yet_in_the_mapping_is_added_with_a_plus():
+    with pytest.raises(ConfigError, match=r"evaluator\.features\.macs: is not in the mapping "
+                       r"yet.*add it with a leading \+: \+evaluator\.features\.macs=1"):
+        composed_evaluator("space=nas_bench_macro", "evaluator.features.macs=1")
+
+
+@pytest.mark.parametrize("value", ["[zero_cost]", "{features: {macs: 1}}"])
+def test_a_space_evaluator_without_a_name_is_refused(tmp_path, value):
+    text = (Path(search_spaces_dir()) / "cifar.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(re.sub(r"(?m)^evaluator:.*$", f"evaluator: {value}", text))
+    with pytest.raises(ConfigError, match=r"mine\.yaml.*evaluator: .* names no evaluator"):
+        mbnas.load_space(str(path))

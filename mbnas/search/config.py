@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +72,34 @@ def check_search_config(cfg: SearchConfig) -> None:
 
 
 def space_defaults(overrides: list[str]) -> list[str]:
-    """``overrides`` plus ``evaluator=<the space's evaluator>`` when they name a space that has
-    one and no evaluator: each space's default is the evaluator that ranked best on it."""
-    if any(o.lstrip("+~").split("=")[0].split(".")[0] == "evaluator" for o in overrides):
-        return overrides
+    """``overrides`` after the evaluator of the space they name (unless they choose one with
+    ``evaluator=``) and that space's settings of it (whenever it is the one used): each space's
+    default is the evaluator that ranked best on it. ``evaluator.KEY=`` settings apply on top."""
     spaces = [o.split("=", 1)[1] for o in overrides if o.startswith("space=")]
-    preferred = load_space(spaces[-1] if spaces else None).evaluator
-    return overrides if preferred is None else [*overrides, f"evaluator={preferred}"]
+    space = load_space(spaces[-1] if spaces else None)
+    chosen = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=")[0] == "evaluator"]
+    if space.evaluator is None or (chosen and chosen[-1] != space.evaluator):
+        return overrides
+    return [f"evaluator={space.evaluator}", *setting_overrides(space.evaluator_settings),
+            *overrides]
+
+
+def setting_overrides(settings: Mapping[str, Any]) -> list[str]:
+    """Hydra overrides that give the evaluator these settings; a mapping replaces the conf's
+    mapping whole rather than merging into it."""
+    rendered = []
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            rendered += [f"~evaluator.{key}", f"+evaluator.{key}={hydra_value(value)}"]
+        else:
+            rendered.append(f"evaluator.{key}={hydra_value(value)}")
+    return rendered
+
+
+def hydra_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (mappings and lists of plain values)."""
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{key}:{hydra_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(item) for item in value) + "]"
+    return str(value)

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,10 @@ class SearchSpace:
     dropout: float = 0.2
     drop_path: float = 0.0
     evaluator: str | None = None  # what a search uses unless evaluator= is given
+    # That evaluator's settings which differ from its conf/evaluator/NAME.yaml (a mapping
+    # value replaces the conf's mapping whole, e.g. zero_cost's feature weights).
+    evaluator_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict,
+                                                              hash=False)
 
     def replace(self, **changes: Any) -> SearchSpace:
         """A copy with some fields changed, e.g. ``space.replace(resolution=64)`` for tests."""

@@ -20,7 +20,9 @@ A space file reads like an ArchSpec whose values may be lists of choices::
     dropout: 0.2
     drop_path: 0.0
     evaluator: zero_cost         # optional: the evaluator a search of this space uses unless
-                                 # evaluator= is given (the one that ranked best on it)
+                                 # evaluator= is given (the one that ranked best on it), or a
+                                 # mapping of its name and the settings that differ from
+                                 # conf/evaluator/NAME.yaml: {name: zero_cost, features: {macs: 1}}
 
 ``depth`` lists every allowed number of blocks (elastic depth keeps the first ``d`` blocks),
 ``out`` the allowed output widths of the stage. A cartesian stage chooses its block type
@@ -34,7 +36,7 @@ an optional ``name`` (default e.g. ``mbconv_k3_e3_relu``), all single values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +179,24 @@ def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
         head_hidden=_options(head, "hidden", check_int) if head.has("hidden") else None,
         dropout=reader.float("dropout", 0.2, 0.0, 1.0),
         drop_path=reader.float("drop_path", 0.0, 0.0, 1.0),
-        evaluator=reader.str("evaluator", None) if reader.has("evaluator") else None)
+        **_evaluator(reader))
+
+
+def _evaluator(reader: Reader) -> dict[str, Any]:
+    """The space's preferred evaluator: a name, or a mapping of ``name`` and the settings that
+    differ from ``conf/evaluator/NAME.yaml`` (checked when a search builds it)."""
+    value = reader.data.get("evaluator")
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {"evaluator": value}
+    where = f"{reader.where}.evaluator"
+    if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+        raise ConfigError(where, f"{value!r} names no evaluator", "give its name (evaluator: "
+                          "zero_cost) or a mapping with name and settings (evaluator: {name: "
+                          "zero_cost, features: {macs: 1.0}})")
+    settings = {key: setting for key, setting in value.items() if key != "name"}
+    return {"evaluator": value["name"], "evaluator_settings": settings}
 
 
 def _per(reader: Reader) -> str:
