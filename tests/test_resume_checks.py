@@ -8,6 +8,8 @@ import pytest
 from test_data import write_cifar
 
 from mbnas.__main__ import main
+from mbnas.search.run import space_digest
+from mbnas.space import load_space
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEARCH = ["search", "+budget.macs=0.5M", "preset=smoke", "data.synthetic_size=128",
@@ -103,3 +105,12 @@ def test_train_resumed_on_other_data_is_refused_with_the_way_back(tmp_path, monk
     err = refusal(capsys, *train, "data=cifar10", "data.root=cifar")
     assert "data.name='synthetic', now data.name='cifar10'" in err
     assert "to resume as it was: data.name=synthetic data.root=null" in err
+
+
+def test_the_space_digest_covers_content_not_the_spaces_evaluator_settings():
+    # A search started before spaces carried evaluator settings resumes under the same digest;
+    # the settings in use are in the signature's evaluator.
+    space = load_space("nas_bench_macro")
+    assert space_digest(space) == space_digest(
+        space.replace(evaluator_settings={"features": {"macs": 1.0}}))
+    assert space_digest(space) != space_digest(space.replace(dropout=0.3))

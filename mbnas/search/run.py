@@ -100,8 +100,12 @@ class SearchRun:
 
 
 def space_digest(space: SearchSpace) -> str:
-    """A short hash of the space's content: an edited space YAML keeps its name, not this."""
-    text = json.dumps(dataclasses.asdict(space), sort_keys=True, default=str)
+    """A short hash of the space's content: an edited space YAML keeps its name, not this.
+    Its evaluator settings are left out: the signature holds the evaluator's settings in use,
+    and digests stay those of searches started before spaces could carry any."""
+    content = {key: value for key, value in dataclasses.asdict(space).items()
+               if key != "evaluator_settings"}
+    text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
