@@ -145,3 +145,4 @@ def test_a_repeat_of_a_stopped_candidate_is_stopped_too_but_counts_once():
     assert TrialRecord.of(study.trials[2]).stopped_at_step == 10
     assert count_stopped(study) == 1
     assert [r.accuracy for r in best_trials(study)] == [0.6]
+    assert "1 candidates stopped early" in format_report(report(study, "accuracy"))

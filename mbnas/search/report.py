@@ -81,7 +81,8 @@ def format_report(result: dict[str, Any]) -> str:
         parts += ["", "failed trials (not counted, never best):"]
         parts += [f"  #{r['number']}: {r['failed_reason'] or 'no reason recorded'}"
                   for r in failed]
-    stopped = [r for r in result["trials"] if r["stopped_at_step"] is not None]
+    stopped = [r for r in result["trials"]
+               if r["stopped_at_step"] is not None and r["duplicate_of"] is None]
     if stopped:
         parts += ["", f"{len(stopped)} candidates stopped early by the pruner score their "
                   "accuracy at that step: " + ", ".join(f"#{r['number']} at {r['stopped_at_step']}"
