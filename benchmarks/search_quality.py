@@ -137,44 +137,38 @@ def search_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
         entries[f"(c) {name} ×{width:g}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
                                              "search_s": None}
     entries.update(member_entries(args.members, budget, args.seed, out))
-    entries.update(near_budget_entries(args.near_budget, budget, args.seed, out))
+    entries.update(member_entries(args.near_budget, budget, args.seed, out, NEAR_BUDGET))
     manifest = {"args": vars(args), "entries": entries}
     (out / "entries.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def member_entries(count: int, budget: int, seed: int, out: Path) -> dict[str, dict]:
-    """``count`` random members of the space within ``budget``, saved as entries to train."""
+def member_entries(count: int, budget: int, seed: int, out: Path, share: float = 0.0
+                   ) -> dict[str, dict]:
+    """``count`` random members of the space within ``budget``, saved as entries to train; with
+    ``share`` (``--near-budget``), members with that share of the budget or more: members a MAC
+    count cannot tell apart, as the last candidates of a search are."""
     members = WithinBudget(mbnas.load_space(SPACE), Budget(macs=budget), seed=seed)
-    rng = random.Random(seed)
+    near = share > 0
+    rng = random.Random(seed + near)  # the plain members stay those of earlier folders
+    label, prefix = ("(e) member near budget", "near") if near else ("(d) random member", "member")
     entries = {}
     for index in range(count):
-        arch = members.sample_random(rng).replace(name=f"member-{index}")
-        entries[f"(d) random member {index}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
-                                                 "search_s": None}
+        arch = draw_member(members, rng, share * budget).replace(name=f"{prefix}-{index}")
+        entries[f"{label} {index}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
+                                       "search_s": None}
     return entries
 
 
-def near_budget_entries(count: int, budget: int, seed: int, out: Path,
-                        share: float = NEAR_BUDGET) -> dict[str, dict]:
-    """``count`` random members with ``share`` of ``budget`` or more, saved as entries to train:
-    members a MAC count cannot tell apart, as the last candidates of a search are."""
-    members = WithinBudget(mbnas.load_space(SPACE), Budget(macs=budget), seed=seed)
-    rng = random.Random(seed + 1)
-    entries = {}
-    for index in range(count):
-        for _ in range(NEAR_BUDGET_TRIES):
-            arch = members.sample_random(rng)
-            if mbnas.count(arch).macs >= share * budget:
-                break
-        else:
-            raise SystemExit(f"search_quality.py: no member of {SPACE} within {budget} MACs "
-                             f"has {share:.0%} of them in {NEAR_BUDGET_TRIES} draws; raise "
-                             "--budget or leave out --near-budget")
-        arch = arch.replace(name=f"near-{index}")
-        entries[f"(e) member near budget {index}"] = {
-            "arch": arch.save(out / f"{arch.name}.yaml").name, "search_s": None}
-    return entries
+def draw_member(members: WithinBudget, rng: random.Random, least_macs: float) -> ArchSpec:
+    """A random member within budget with ``least_macs`` MACs or more."""
+    for _ in range(NEAR_BUDGET_TRIES):
+        arch = members.sample_random(rng)
+        if mbnas.count(arch).macs >= least_macs:
+            return arch
+    raise SystemExit(f"search_quality.py: no member of {members.name} has "
+                     f"{format_count(int(least_macs))} MACs or more in {NEAR_BUDGET_TRIES} "
+                     "draws; raise --budget or leave out --near-budget")
 
 
 def train_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dict]:

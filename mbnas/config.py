@@ -122,9 +122,10 @@ def _explained(command: str, overrides: list[str], schema: type, fix: str
     ``None`` when every key and choice is known (the error is about a value)."""
     try:
         _, groups = known_keys(command, schema)
-        selections = [o for o in overrides if o.partition("=")[0] in groups
-                      and o.partition("=")[2] in groups[o.partition("=")[0]]]
-        keys, _ = known_keys(command, schema, selections)
+        # The keys of the groups the overrides choose (evaluator=zero_cost has features).
+        pairs = [override.partition("=") for override in overrides]
+        keys, _ = known_keys(command, schema, [f"{group}={choice}" for group, _, choice in pairs
+                                               if choice in groups.get(group, ())])
     except (HydraException, OmegaConfBaseException):
         return None
     open_keys = [k for k in keys if k in ("budget",) or k in OPEN_MAPPINGS]

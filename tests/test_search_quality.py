@@ -37,13 +37,13 @@ def test_members_are_distinct_members_within_budget(tmp_path):
 
 
 def test_near_budget_members_fill_the_budget(tmp_path, monkeypatch):
-    near = sq.near_budget_entries(3, BUDGET, seed=0, out=tmp_path)
+    near = sq.member_entries(3, BUDGET, seed=0, out=tmp_path, share=sq.NEAR_BUDGET)
     archs = [mbnas.load_arch(tmp_path / entry["arch"]) for entry in near.values()]
     assert list(near) == [f"(e) member near budget {i}" for i in range(3)]
     assert all(0.9 * BUDGET <= mbnas.count(arch).macs <= BUDGET for arch in archs)
     monkeypatch.setattr(sq, "NEAR_BUDGET_TRIES", 50)
-    with pytest.raises(SystemExit, match="has 100% of them in 50 draws"):
-        sq.near_budget_entries(1, BUDGET, seed=0, out=tmp_path, share=1.0)
+    with pytest.raises(SystemExit, match="has 20.00M MACs or more in 50 draws"):
+        sq.member_entries(1, BUDGET, seed=0, out=tmp_path, share=1.0)
 
 
 @pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 subset at {CIFAR}")
