@@ -39,7 +39,8 @@ def compose_raw(command: str, overrides: list[str]) -> tuple[DictConfig, dict[st
 
 
 def compose_config(command: str, overrides: list[str], schema: type) -> DictConfig:
-    """The resolved config of ``command``, typo- and type-checked against its dataclass schema."""
+    """The resolved config of ``command``, typo- and type-checked against its dataclass schema
+    (whose ``OPEN_MAPPINGS``, if any, name the mappings that take keys of the user's choice)."""
     fix = f"see `python -m mbnas {command} --help` for the options"
     try:
         cfg, choices = compose_raw(command, overrides)
@@ -128,14 +129,16 @@ def _explained(command: str, overrides: list[str], schema: type, fix: str
                                                if choice in groups.get(group, ())])
     except (HydraException, OmegaConfBaseException):
         return None
-    open_keys = [k for k in keys if k in ("budget",) or k in OPEN_MAPPINGS]
+    # A key not yet in one of these mappings is added with Hydra's leading +.
+    open_mappings = getattr(schema, "OPEN_MAPPINGS", ())
+    open_keys = [k for k in keys if k in open_mappings]
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in groups and value not in groups[key]:
             return ConfigError(key, f"unknown choice {value!r}"
                                f"{did_you_mean(value, groups[key])}",
                                f"use one of: {', '.join(groups[key])}")
-        if (key not in keys and key.rpartition(".")[0] in OPEN_MAPPINGS
+        if (key not in keys and key.rpartition(".")[0] in open_mappings
                 and not override.startswith("+")):
             return ConfigError(key, "is not in the mapping yet, so it cannot be changed",
                                f"add it with a leading +: +{key}={value}")
@@ -143,11 +146,6 @@ def _explained(command: str, overrides: list[str], schema: type, fix: str
                 key.startswith(k + ".") for k in open_keys):
             return ConfigError(key, f"unknown option{did_you_mean(key, keys)}", fix)
     return None
-
-
-# Mappings whose keys are the user's to choose (a weight per feature): a key not yet in one
-# is added with Hydra's leading +.
-OPEN_MAPPINGS = ("evaluator.features", "evaluator.proxy_features")
 
 
 def _first_line(error: Exception) -> str:

@@ -46,6 +46,7 @@ def test_top_level_help_lists_commands_and_points_to_command_help(capsys):
      "did you mean 'evaluator.warmup_steps'?"),
     (["search", "+budget.macs=300M", "evaluator=scrath"], "did you mean 'scratch'?"),
     (["search", "+budget.macs=300M", "preset=smok"], "did you mean 'smoke'?"),
+    (["search", "budget.macs=300M"], "add it with a leading +: +budget.macs=300M"),
     (["cost", "widht=0.5"], "did you mean 'width'?"),
     (["cost", "--cgf"], "did you mean '--cfg'?"),
 ])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 import mbnas
 from mbnas.budget import Budget
@@ -17,6 +18,7 @@ from mbnas.evaluators.zero_cost import computing_layers
 from mbnas.resources import search_spaces_dir
 from mbnas.run_folder import RunFolder
 from mbnas.search import SearchConfig, space_defaults
+from mbnas.search.config import hydra_value
 from mbnas.space import load_space
 
 
@@ -117,6 +119,31 @@ def test_a_weight_not_yet_in_the_mapping_is_added_with_a_plus():
     with pytest.raises(ConfigError, match=r"evaluator\.features\.macs: is not in the mapping "
                        r"yet.*add it with a leading \+: \+evaluator\.features\.macs=1"):
         composed_evaluator("space=nas_bench_macro", "evaluator.features.macs=1")
+
+
+@pytest.mark.parametrize("value", [
+    "a b,c", "it's", "null", "1", "back\\slash", "ends\\", "", None, True, 1e-05, 3,
+    {"weights": {"x": 1.5}, "names": ["a,b", "c d"]}])
+def test_space_settings_reach_hydra_as_they_were_written(value):
+    parsed = OverridesParser.create().parse_override(f"evaluator.k={hydra_value(value)}")
+    assert parsed.value() == value
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{name: zero_cost, featurs: {macs: 1}}", r"evaluator\.featurs: unknown option \(did you "
+                                               r"mean 'evaluator\.features'\?\)"),
+    ("{name: zero_cost, batch_size: -3}", r"evaluator\.batch_size: -3 is not allowed"),
+    ("{name: zero_cost, features: {nope: 1}}", r"evaluator\.features\.nope: is not a feature"),
+    ("{name: nonesuch}", r"evaluator: unknown choice 'nonesuch'"),
+])
+def test_a_mistake_in_a_spaces_evaluator_settings_names_the_space_file(tmp_path, value,
+                                                                       message):
+    text = (Path(search_spaces_dir()) / "cifar.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(re.sub(r"(?m)^evaluator:.*$", f"evaluator: {value}", text))
+    with pytest.raises(ConfigError, match=rf"^space {re.escape(str(path))}: {message}; "
+                       r"correct the evaluator: entry of that space's YAML file \(.+\)$"):
+        space_defaults([f"space={path}"])
 
 
 @pytest.mark.parametrize("value", ["[zero_cost]", "{features: {macs: 1}}"])

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from mbnas.config import compose_config
 from mbnas.data import DataConfig
+from mbnas.errors import ConfigError
+from mbnas.evaluators import evaluator_config
 from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
 from mbnas.search.objective import OBJECTIVES
 from mbnas.search.storage import HeartbeatConfig
 from mbnas.search.study import SAMPLERS
-from mbnas.space import load_space
+from mbnas.space import SearchSpace, load_space
 from mbnas.validation import check_choice, check_int
 
 DUPLICATES = ("reuse", "evaluate")
@@ -32,6 +36,9 @@ class ExportConfig:
 class SearchConfig:
     """Schema of ``conf/search.yaml``."""
 
+    # Mappings whose keys the user chooses (mbnas.config's typo check accepts them with a +).
+    OPEN_MAPPINGS: ClassVar[tuple[str, ...]] = ("budget", "evaluator.features",
+                                                "evaluator.proxy_features")
     name: str | None = None
     preset: str = "default"  # set from the preset= choice: part of the run's name and signature
     runs_dir: str = "runs"
@@ -80,8 +87,23 @@ def space_defaults(overrides: list[str]) -> list[str]:
     chosen = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=")[0] == "evaluator"]
     if space.evaluator is None or (chosen and chosen[-1] != space.evaluator):
         return overrides
+    check_space_settings(space, spaces[-1] if spaces else space.name)
     return [f"evaluator={space.evaluator}", *setting_overrides(space.evaluator_settings),
             *overrides]
+
+
+def check_space_settings(space: SearchSpace, given: str) -> None:
+    """A space's evaluator settings are checked against the evaluator's schema before they meet
+    the user's: a mistake in them is the space file's, and the error says so."""
+    try:
+        composed = compose_config("search", [f"evaluator={space.evaluator}",
+                                             *setting_overrides(space.evaluator_settings)],
+                                  SearchConfig)
+        evaluator_config(composed.evaluator)
+    except ConfigError as error:
+        fix = "correct the evaluator: entry of that space's YAML file"
+        raise ConfigError(f"space {given}: {error.where}", error.problem,
+                          f"{fix} ({error.fix})" if error.fix else fix) from None
 
 
 def setting_overrides(settings: Mapping[str, Any]) -> list[str]:
@@ -97,9 +119,18 @@ def setting_overrides(settings: Mapping[str, Any]) -> list[str]:
 
 
 def hydra_value(value: Any) -> str:
-    """``value`` in Hydra's override grammar (mappings and lists of plain values)."""
+    """``value`` in Hydra's override grammar (mappings, lists and plain values); strings are
+    quoted, so commas, spaces and words such as ``null`` stay text."""
     if isinstance(value, Mapping):
         return "{" + ",".join(f"{key}:{hydra_value(item)}" for key, item in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(hydra_value(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        # Hydra reads a backslash literally unless it precedes a quote or ends the string.
+        return "'" + re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + "\\" * bool(m[2]) + m[2],
+                            value) + "'"
     return str(value)
