@@ -12,7 +12,13 @@ from mbnas.budget import Budget
 from mbnas.data import DataConfig, make_loader
 from mbnas.evaluators import evaluator_config
 from mbnas.search.forecast import FIRST_REVISION, Forecast
-from mbnas.search.plan import TRIAL_OVERHEAD_S, Estimate, estimate, validation_batches
+from mbnas.search.plan import (
+    TRIAL_OVERHEAD_S,
+    Estimate,
+    describe_evaluator,
+    estimate,
+    validation_batches,
+)
 from mbnas.search.timing import Timings, measure
 from mbnas.space import load_space
 
@@ -94,6 +100,19 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+@pytest.mark.parametrize(("settings", "line"), [
+    ({"name": "supernet", "warmup_steps": 300, "finetune_steps": 20, "optim": {"lr": 0.1}},
+     "supernet (warmup_steps 300, finetune_steps 20)"),
+    ({"name": "zero_cost", "features": {"macs": 1.0}, "batch_size": 8},
+     "zero_cost (features: macs 1)"),
+    ({"name": "predictor", "warmup_steps": 3, "proxy_features": {"naswot": 1.0, "swap": 0.5}},
+     "predictor (warmup_steps 3; proxy_features: naswot 1, swap 0.5)"),
+    ({"name": "zero_cost", "features": {}}, "zero_cost"),
+])
+def test_the_plan_says_what_an_evaluator_scores_with(settings, line):
+    assert describe_evaluator(settings) == line
 
 
 def run_warmup(forecast: Forecast, clock: Clock, steps: range, pace: float) -> None:

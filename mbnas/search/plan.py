@@ -128,12 +128,24 @@ def no_budget_warning(space: SearchSpace, total_s: float) -> str:
             "preset=smoke for a trial run")
 
 
-def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
-               space: SearchSpace, remaining: int, expected: Estimate) -> list[str]:
-    """The plan of a search, one fact per line: what runs, on which data, for how long."""
+def describe_evaluator(evaluator: Mapping[str, Any]) -> str:
+    """The evaluator's name and what sets its cost or its score: its training steps, or the
+    weights of the features it scores with."""
     steps = ", ".join(f"{key} {evaluator[key]}" for key in
                       ("warmup_steps", "finetune_steps", "train_steps", "bn_images")
                       if key in evaluator)
+    details = [steps] if steps else []
+    for key in ("features", "proxy_features"):
+        weights = ", ".join(f"{name} {weight:g}" for name, weight in
+                            (evaluator.get(key) or {}).items())
+        details += [f"{key}: {weights}"] if weights else []
+    return f"{evaluator.get('name')} ({'; '.join(details)})" if details else str(
+        evaluator.get("name"))
+
+
+def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
+               space: SearchSpace, remaining: int, expected: Estimate) -> list[str]:
+    """The plan of a search, one fact per line: what runs, on which data, for how long."""
     total = expected.total(remaining)
     warmup = (f"warm-up {format_duration(expected.warmup_s)} + " if expected.warmup_s else "")
     step = (f"{expected.warmup_step_s:.2f} s a warm-up step, " if expected.warmup_steps else "")
@@ -143,7 +155,7 @@ def plan_lines(cfg: SearchConfig, evaluator: Mapping[str, Any], budget: Budget,
         f"  budget     {budget.describe() if budget.limits else 'none'}",
         f"  objective  {cfg.objective}, sampler {cfg.sampler}, pruner "
         f"{describe_pruner(cfg.pruner, evaluator)}",
-        f"  evaluator  {evaluator.get('name')} ({steps})",
+        f"  evaluator  {describe_evaluator(evaluator)}",
         f"  preset     {cfg.preset}",
         f"  data       {data_line(cfg.data)}",
         f"  trials     {remaining} of {cfg.n_trials} to evaluate (over-budget candidates "
