@@ -50,7 +50,9 @@ def ranking_metrics(scores: Sequence[float], truth: Sequence[float],
     best_scored = set(np.argsort(-scores, kind="stable")[:top])
     return {"kendall_tau": float(stats.kendalltau(scores, truth)[0]),
             "spearman_rho": float(stats.spearmanr(scores, truth)[0]),
-            "slice_kendall_tau": float(stats.kendalltau(scores[in_slice], truth[in_slice])[0]),
+            # A slice of fewer than two networks has no order (a handful of networks).
+            "slice_kendall_tau": float(stats.kendalltau(scores[in_slice], truth[in_slice])[0])
+            if in_slice.sum() >= 2 else float("nan"),
             "top10_recall": len(best_true & best_scored) / top}
 
 

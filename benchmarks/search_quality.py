@@ -4,8 +4,10 @@
         --budget 20M --candidates 20 --epochs 15 [--search-seeds 2 --jobs 6]
 
 ``--stage search`` writes entries.json (searched on this machine), ``--stage train`` trains what
-it names (on another, e.g. a GPU host, with the same ``--out`` folder copied there), ``--stage
-rank`` scores the trained members of the space with an evaluator and says how well it ranks them.
+it names (on another, e.g. a GPU host, with the same ``--out`` folder copied there:
+benchmarks/device_bundle.py and device_train.sh), ``--stage collect`` writes results.json of the
+trainings that finished when a train stage was cut short, ``--stage rank`` scores the trained
+members of the space with an evaluator and says how well it ranks them.
 
 On real CIFAR-10 images with the CIFAR-style space and one MAC budget, compares
   (a) the best architecture mbnas's search finds (TPE, the space's default evaluator unless
@@ -88,14 +90,14 @@ def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: P
     return out / label / "best.yaml", time.perf_counter() - start
 
 
-def train_winner(label: str, arch_path: Path, seed: int, args: argparse.Namespace, out: Path
+def train_winner(name: str, arch_path: Path, seed: int, args: argparse.Namespace, out: Path
                  ) -> float:
     overrides = [f"arch={arch_path}", "data=cifar10", f"data.root={args.data}",
-                 f"epochs={args.epochs}", f"runs_dir={out}", f"name=train-{label}",
+                 f"epochs={args.epochs}", f"runs_dir={out}", f"name={name}",
                  f"seed={seed}", f"data.workers={args.workers}", "progress=false",
                  f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", *args.train_set]
     accuracy = train(load_config("train", overrides, TrainConfig)).result["accuracy"]
-    print(f"trained {label} ({arch_path.name}): {accuracy:.4f}", flush=True)
+    print(f"trained {name} ({arch_path.name}): {accuracy:.4f}", flush=True)
     return accuracy
 
 
@@ -172,20 +174,51 @@ def draw_member(members: WithinBudget, rng: random.Random, least_macs: float) ->
 
 
 def train_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dict]:
-    """Trains every entry from scratch with one recipe, once per training seed."""
-    entries = manifest["entries"]
-    calls = [(train_winner, f"{index}-s{seed}", out / entry["arch"], seed, args, out)
-             for index, entry in enumerate(entries.values())
-             for seed in range(args.seed, args.seed + args.train_seeds)]
+    """Trains every entry from scratch with one recipe, once per training seed (a training that
+    finished in ``out`` before is not repeated)."""
+    entries = chosen_entries(manifest, args)
+    calls = [(train_winner, training_name(index, seed), out / entry["arch"], seed, args, out)
+             for index, (_, entry) in entries for seed in training_seeds(args)]
     accuracies = iter(run_all(calls, args.jobs))
+    return [result_row(label, entry, [next(accuracies) for _ in training_seeds(args)], out)
+            for _, (label, entry) in entries]
+
+
+def collect_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[dict]:
+    """The rows of the entries whose every training has finished in ``out``: what a train stage
+    stopped before the end (e.g. by a device's time limit) leaves."""
     rows = []
-    for label, entry in entries.items():
-        cost = mbnas.count(mbnas.load_arch(out / entry["arch"]))
-        runs = [next(accuracies) for _ in range(args.train_seeds)]
-        rows.append({"entry": label, "arch": entry["arch"], "macs": cost.macs,
-                     "params": cost.params, "accuracies": runs,
-                     "accuracy": statistics.mean(runs), "search_s": entry["search_s"]})
+    for index, (label, entry) in chosen_entries(manifest, args):
+        results = [RunFolder.named(out, training_name(index, seed)).result
+                   for seed in training_seeds(args)]
+        if all(result.is_file() for result in results):
+            runs = [json.loads(result.read_text())["accuracy"] for result in results]
+            rows.append(result_row(label, entry, runs, out))
     return rows
+
+
+def chosen_entries(manifest: dict, args: argparse.Namespace) -> list[tuple[int, tuple[str, dict]]]:
+    """``(index, (label, entry))`` of the entries in the ``--groups`` chosen (all by default);
+    the index names the training's folder, so it stays that of the whole list."""
+    groups = args.groups.split(",") if args.groups else None
+    return [(index, item) for index, item in enumerate(manifest["entries"].items())
+            if groups is None or item[0][1:].split(")")[0] in groups]
+
+
+def training_name(index: int, seed: int) -> str:
+    """The train run folder of entry ``index``, training seed ``seed``."""
+    return f"train-{index}-s{seed}"
+
+
+def training_seeds(args: argparse.Namespace) -> range:
+    return range(args.seed, args.seed + args.train_seeds)
+
+
+def result_row(label: str, entry: dict, accuracies: list[float], out: Path) -> dict:
+    cost = mbnas.count(mbnas.load_arch(out / entry["arch"]))
+    return {"entry": label, "arch": entry["arch"], "macs": cost.macs, "params": cost.params,
+            "accuracies": accuracies, "accuracy": statistics.mean(accuracies),
+            "search_s": entry["search_s"]}
 
 
 def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
@@ -194,10 +227,10 @@ def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
     that budget would prepare it, once per ranking seed; beside it MACs and parameters, and each
     feature the score is made of."""
     space = mbnas.load_space(SPACE)
-    rows = [row for row in json.loads((out / "results.json").read_text())["rows"]
+    rows = [row for row in json.loads((out / args.results).read_text())["rows"]
             if args.all_entries or space.contains(mbnas.load_arch(out / row["arch"]))]
     if len(rows) < 3:
-        raise SystemExit(f"search_quality.py: {out / 'results.json'} has {len(rows)} trained "
+        raise SystemExit(f"search_quality.py: {out / args.results} has {len(rows)} trained "
                          f"members of the {SPACE} space; ranking needs 3 or more (add "
                          "--members N to the search stage)")
     archs = [mbnas.load_arch(out / row["arch"]) for row in rows]
@@ -263,10 +296,13 @@ def searched_entries(out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
-    parser.add_argument("--stage", choices=("all", "search", "train", "rank"), default="all",
+    parser.add_argument("--stage", choices=("all", "search", "train", "collect", "rank"),
+                        default="all",
                         help="search: write entries.json; train: train what entries.json names "
-                             "(e.g. searched on a CPU, trained on a GPU); rank: how well the "
-                             "evaluator ranks the trained members (reads results.json)")
+                             "(e.g. searched on a CPU, trained on a GPU); collect: results.json "
+                             "of the trainings that finished (a train stage cut short); rank: "
+                             "how well the evaluator ranks the trained members (reads "
+                             "results.json)")
     parser.add_argument("--budget", default="20M")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
@@ -294,10 +330,17 @@ def main() -> None:
                              "for evaluators that score any network, such as zero_cost)")
     parser.add_argument("--jobs", type=int, default=1, help="searches/trainings in parallel")
     parser.add_argument("--out", default="runs/search_quality")
+    parser.add_argument("--groups", default=None,
+                        help="train/collect only these groups of entries, e.g. a,b,c,e (the "
+                             "letters of the table: a TPE, b random, c references, d members, "
+                             "e members near the budget)")
+    parser.add_argument("--results", default="results.json",
+                        help="the trainings' file in --out (written by train and collect, read "
+                             "by rank): one per recipe, e.g. results-12ep.json")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if args.stage in ("train", "rank"):
+    if args.stage in ("train", "collect", "rank"):
         manifest = searched_entries(out)
         # The searches as they ran (their budget and candidates), not this command's defaults.
         args.candidates = manifest["args"]["candidates"]
@@ -305,8 +348,8 @@ def main() -> None:
     else:
         manifest = search_stage(args, budget, out)
     if args.stage == "rank":
-        if not (out / "results.json").is_file():
-            raise SystemExit(f"search_quality.py: {out / 'results.json'} is missing: run "
+        if not (out / args.results).is_file():
+            raise SystemExit(f"search_quality.py: {out / args.results} is missing: run "
                              "--stage train with this --out first")
         result = rank_stage(args, budget, out)
         (out / "rank.json").write_text(json.dumps({"args": vars(args), **result}, indent=2))
@@ -315,8 +358,8 @@ def main() -> None:
     if args.stage == "search":
         print(json.dumps(manifest["entries"], indent=2))
         return
-    rows = train_stage(args, manifest, out)
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    rows = (collect_stage if args.stage == "collect" else train_stage)(args, manifest, out)
+    (out / args.results).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print_table(args, budget, rows)
 
 

@@ -1,5 +1,6 @@
-"""benchmarks/search_quality.py: random members as ground-truth entries, and the rank stage that
-says how well an evaluator ranks the trained members of the space."""
+"""benchmarks/search_quality.py: random members as ground-truth entries, the collect stage that
+keeps what a cut-short train stage finished, and the rank stage that says how well an evaluator
+ranks the trained members of the space."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import mbnas
+from mbnas.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "search_quality.py"
@@ -59,7 +61,7 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
                      "params": cost.params, "accuracy": cost.macs / BUDGET})
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
     args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator="zero_cost",
-                              all_entries=False,
+                              all_entries=False, results="results.json",
                               set=["reference_archs=3", "batch_size=4"])
     result = sq.rank_stage(args, BUDGET, tmp_path)
     assert result["entries"] == [f"(d) random member {i}" for i in range(4)]
@@ -68,3 +70,28 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
     # The cifar space's own zero_cost settings apply: its score is MACs, as is the accuracy.
     assert set(seed["features"]) == {"macs"}
     assert len(seed["scores"]) == 4 and seed["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_collect_keeps_the_entries_whose_every_training_finished(tmp_path):
+    entries = sq.member_entries(3, BUDGET, seed=0, out=tmp_path)
+    args = argparse.Namespace(seed=0, train_seeds=2, groups=None)
+    finished = {(0, 0): 0.61, (0, 1): 0.63, (1, 0): 0.5, (2, 0): 0.7, (2, 1): 0.72}
+    for (index, seed), accuracy in finished.items():
+        result = RunFolder.named(tmp_path, sq.training_name(index, seed)).result
+        result.parent.mkdir(parents=True)
+        result.write_text(json.dumps({"accuracy": accuracy}))
+    rows = sq.collect_stage(args, {"entries": entries}, tmp_path)
+    # Entry 1 lacks its second seed: a mean of one training is not the recipe's, so it is left out.
+    assert [(row["entry"], row["accuracies"]) for row in rows] == [
+        ("(d) random member 0", [0.61, 0.63]), ("(d) random member 2", [0.7, 0.72])]
+    assert rows[0]["accuracy"] == pytest.approx(0.62)
+    assert rows[0]["macs"] == mbnas.count(mbnas.load_arch(tmp_path / rows[0]["arch"])).macs
+
+
+def test_groups_choose_entries_and_keep_their_training_folders(tmp_path):
+    manifest = {"entries": {"(a) tpe seed 0": {}, "(c) mobilenet_v2": {}, "(d) random member 0": {},
+                            "(e) member near budget 0": {}}}
+    chosen = sq.chosen_entries(manifest, argparse.Namespace(groups="a,e"))
+    assert [(index, label) for index, (label, _) in chosen] == [(0, "(a) tpe seed 0"),
+                                                                (3, "(e) member near budget 0")]
+    assert len(sq.chosen_entries(manifest, argparse.Namespace(groups=None))) == 4
