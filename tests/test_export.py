@@ -170,6 +170,19 @@ def test_onnx_runs_in_onnxruntime_at_batch_1_and_8(tmp_path, dynamic_size):
         assert np.allclose(logits, model(x).detach().numpy(), atol=1e-5)
 
 
+def test_a_network_trained_channels_last_exports_in_the_default_layout(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    model = mbnas.build(TINY).to(memory_format=torch.channels_last).eval()
+    export_trial(TINY, tmp_path / "best", {}, model, ExportRequest(onnx=True))
+    assert all(t.is_contiguous() for t in torch.load(tmp_path / "best.pt").values())
+    assert model.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)  # untouched
+    session = ort.InferenceSession(str(tmp_path / "best.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 32, 32)  # the batch axis stayed dynamic
+    (logits,) = session.run(None, {"image": x.numpy()})
+    assert np.allclose(logits, model(x).detach().numpy(), atol=1e-5)
+
+
 def test_export_command_exports_a_standalone_architecture_as_json(tmp_path, capsys):
     assert main(["export", "arch=mobilenet_v3_small", f"out={tmp_path}", "format=json"]) == 0
     out, err = capsys.readouterr()

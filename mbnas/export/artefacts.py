@@ -10,6 +10,7 @@ file beside it belongs to it, however an export was interrupted.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -180,6 +181,14 @@ def export_onnx(model: torch.nn.Module, arch: ArchSpec, path: str | Path, *,
     return write_atomically(path, write)
 
 
+def deployable(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU copy of ``model`` in the default (NCHW) memory layout: trained channels_last, its
+    weights would carry NHWC strides into the files, and torch.export then specialises the
+    ONNX batch axis it was asked to keep dynamic. A copy, since a search's subnet may share
+    weight tensors with its supernet."""
+    return copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+
+
 def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
     """The network's state_dict, for ``mbnas.build(arch).load_state_dict(torch.load(path))``."""
     return write_atomically(path, lambda tmp: torch.save(model.state_dict(), tmp))
@@ -198,6 +207,7 @@ def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module
                request: ExportRequest, recipe: dict | None, staged: dict[str, Path]) -> None:
     """Every file of the set under its temporary name, into ``staged`` by suffix."""
     if model is not None:
+        model = deployable(model)
         staged[".pt"] = save_weights(model, temporary(artefact(stem, ".pt")))
     if recipe:
         text = json.dumps(recipe, indent=2) + "\n"
