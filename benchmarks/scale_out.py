@@ -19,12 +19,14 @@ global batch), side by side in each repeat, for the warm-up and for a training e
 candidate (the space's largest member, built and trained ``--steps`` steps by ``train_briefly``
 as ``evaluator=scratch`` trains it: DistributedDataParallel with several processes, its set-up
 included); then fp32 vs bf16 autocast, NCHW vs channels_last. ``--parts`` picks among
-``warmup,candidate,precision``.
+``warmup,candidate,precision,layout``; ``layout`` times float32 NCHW against channels_last
+step by step (the two take turns), for ``--layout-archs`` trained as static networks and for the
+space's warm-up: what the CPU default layout rests on.
 CUDA: per space (mobilenet_v3 at 224 px, batch 256; cifar at 32 px, batch 512) the warm-up in
 fp32 / bf16 / fp16 x NCHW / channels_last, and the largest member as a subnet vs static, in
 fp32 NCHW and in bf16 channels_last (target: ratio <= 1.1). The table comes last; ``--out``
-writes everything as JSON. Needs torch, numpy, pyyaml, tqdm and pillow (not optuna, hydra or
-omegaconf).
+writes everything as JSON. Needs torch, numpy, pyyaml, tqdm, pillow, hydra-core and omegaconf
+(mbnas's modules import the last two), not optuna.
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ import sys
 import time
 from pathlib import Path
 
-MISSING = [name for name in ("torch", "numpy", "yaml", "tqdm", "PIL")
+MISSING = [name for name in ("torch", "numpy", "yaml", "tqdm", "PIL", "hydra", "omegaconf")
            if importlib.util.find_spec(name) is None]
 if MISSING:
     sys.exit(f"scale_out.py: missing modules {', '.join(MISSING)}: pip install torch numpy "
-             "pyyaml tqdm pillow (offline: carry their wheels and pip install them first)")
+             "pyyaml tqdm pillow hydra-core omegaconf (offline: the wheels of "
+             "benchmarks/device_bundle.py, installed first)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mbnas from this checkout
 
 import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
+from mbnas.architectures import load_arch  # noqa: E402
+from mbnas.budget import Budget, WithinBudget  # noqa: E402
 from mbnas.distributed import average_gradients, setup, teardown  # noqa: E402
 from mbnas.evaluators.brief_training import train_briefly  # noqa: E402
 from mbnas.nn import build  # noqa: E402
@@ -60,6 +65,7 @@ from mbnas.space import load_space  # noqa: E402
 from mbnas.supernet import Supernet  # noqa: E402
 from mbnas.supernet.training import sandwich_members, sandwich_step  # noqa: E402
 from mbnas.train import OptimConfig, make_optimization, train_step  # noqa: E402
+from mbnas.units import parse_count  # noqa: E402
 
 GPU_CASES = (("mobilenet_v3", 224, 256), ("cifar", 32, 512))
 LAYOUTS = {"NCHW": False, "channels_last": True}
@@ -79,7 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU: cores to use in all")
     parser.add_argument("--processes", type=int, default=2, help="CPU: data-parallel processes")
     parser.add_argument("--parts", default="warmup,candidate,precision",
-                        help="CPU: what to measure (comma-separated)")
+                        help="CPU: what to measure (comma-separated; also: layout)")
+    parser.add_argument("--layout-archs", default="mobilenet_v2,mobilenet_v3_large,"
+                        "efficientnet_b0", help="CPU layout part: static networks to train")
+    parser.add_argument("--layout-batch", type=int, default=16,
+                        help="CPU layout part: the static networks' batch")
+    parser.add_argument("--budget", default=None,
+                        help="CPU layout part: warm up members within this many MACs (e.g. 20M), "
+                             "as a search's budget-aware warm-up does; default: the whole space")
     parser.add_argument("--gpu-parts", default="warmup,elastic",
                         help="CUDA: what to measure (comma-separated)")
     parser.add_argument("--gpu-spaces", default=",".join(case[0] for case in GPU_CASES),
@@ -116,9 +129,12 @@ class Warmup:
     """A supernet with the warm-up's optimiser, stepped on one batch with the library's steps."""
 
     def __init__(self, space, device: torch.device, precision: Precision, members: int,
-                 fixed: bool = False):
+                 fixed: bool = False, drawn_from=None):
         torch.manual_seed(0)
         self.space, self.device, self.precision, self.members = space, device, precision, members
+        # What the members come from: the space, or its members within a budget (as a search's
+        # budget-aware warm-up draws them).
+        self.drawn_from = drawn_from or space
         self.fixed = fixed  # one set of members every step (quick runs: fewer shapes)
         self.supernet = precision.model(Supernet(space).to(device))
         self.optimizer, _, self.criterion = make_optimization(self.supernet,
@@ -128,12 +144,12 @@ class Warmup:
     def steps(self, images: torch.Tensor, labels: torch.Tensor, count: int, seed: int) -> float:
         """Seconds for ``count`` steps on the members seed ``seed`` draws."""
         rng = random.Random(seed)
-        archs = sandwich_members(self.space, rng, self.members)
+        archs = sandwich_members(self.drawn_from, rng, self.members)
         synchronize(self.device)
         start = time.perf_counter()
         for step in range(count):
             if step and not self.fixed:
-                archs = sandwich_members(self.space, rng, self.members)
+                archs = sandwich_members(self.drawn_from, rng, self.members)
             self.optimizer.zero_grad(set_to_none=True)
             sandwich_step(self.supernet, archs, images, labels, self.criterion, True,
                           precision=self.precision, scaler=self.scaler)
@@ -234,6 +250,8 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
                   f"{rate / base:.2f}x |")
     results = {"processes" if what == "warmup" else "candidate_processes":
                {str(k): v for k, v in rates[what].items()} for what in measured}
+    if "layout" in parts:
+        results["layout"] = layout_benchmark(space, args)
     if "precision" not in parts:
         return results
     torch.set_num_threads(args.threads)
@@ -249,6 +267,44 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
         rate = statistics.median(values)
         print(f"| {amp} | {layout} | {rate:.1f} | {rate / base:.2f}x |")
     return {**results, "precision": mixed}
+
+
+def layout_benchmark(space, args: argparse.Namespace) -> dict:
+    """float32 NCHW vs channels_last on this CPU: training steps of static networks and the
+    space's warm-up, the two layouts taking turns in every repeat (order alternating), so that
+    a busy machine slows both alike; median step times and their ratio."""
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    precisions = {layout: Precision("off", last, "cpu") for layout, last in LAYOUTS.items()}
+    cases = {}
+    for name in args.layout_archs.split(","):
+        arch = load_arch(name)
+        data = synthetic_batch(arch, args.layout_batch, cpu)
+        models = {layout: p.model(build(arch)) for layout, p in precisions.items()}
+        cases[f"{name} (static)"] = (arch.resolution, args.layout_batch, lambda layout, m=models,
+                                     d=data: step_times(m[layout], d, precisions[layout],
+                                                        args.steps))
+    budget = Budget(macs=parse_count(args.budget)) if args.budget else None
+    drawn_from = WithinBudget(space, budget) if budget else space
+    warmups = {layout: Warmup(space, cpu, p, args.random, drawn_from=drawn_from)
+               for layout, p in precisions.items()}
+    images, labels = synthetic_batch(space, args.batch, cpu)
+    within = f" (members ≤ {args.budget} MACs)" if budget else ""
+    cases[f"{space.name} warm-up{within}"] = (space.resolution, args.batch, lambda layout: [
+        warmups[layout].steps(images, labels, 1, seed=step) for step in range(args.steps)])
+    print("\n| network | px | batch | NCHW s/step | channels_last s/step | NCHW / channels_last |"
+          "\n|---|---:|---:|---:|---:|---:|")
+    results = {}
+    for label, (size, batch, timed) in cases.items():
+        times: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+        for repeat in range(args.repeats):
+            for layout in (list(LAYOUTS) if repeat % 2 == 0 else list(LAYOUTS)[::-1]):
+                times[layout] += timed(layout)
+        nchw, last = (statistics.median(times[layout]) for layout in LAYOUTS)
+        print(f"| {label} | {size} | {batch} | {nchw:.3f} | {last:.3f} | {nchw / last:.2f}x |",
+              flush=True)
+        results[label] = times
+    return results
 
 
 # ---------------------------------------------------------------- CUDA

@@ -6,11 +6,12 @@ float32's range); ``amp=fp16`` in float16 with a GradScaler, which scales the lo
 gradients survive and skips a step whose gradients overflowed; ``amp=off`` is float32.
 ``channels_last`` stores the network's weights and its input batches NHWC, the layout tensor cores
 and oneDNN convolutions prefer. ``auto`` picks what is right for the device: on CUDA bf16 where
-the GPU supports it (else fp16) and channels_last; on CPU float32 and NCHW, since CPU autocast
-mostly converts back and forth. Small images are the exception on CUDA: at 32 px a step is too
-short for half precision to pay for autocast's casts (bf16 ran at 0.65-0.94x of float32 on an
-H100, float32 channels_last at 1.15x), so ``auto`` keeps float32 below
-:data:`AMP_MIN_RESOLUTION` (BENCHMARKS.md, "Scale out").
+the GPU supports it (else fp16); on CPU float32, since CPU autocast mostly converts back and
+forth; channels_last on both (on a 2-core AVX2 CPU, float32 training steps ran 1.4-1.6x faster
+than NCHW). Small images are the exception on CUDA: at 32 px a step is too short for half
+precision to pay for autocast's casts (bf16 ran at 0.65-0.94x of float32 on an H100, float32
+channels_last at 1.15x), so ``auto`` keeps float32 below :data:`AMP_MIN_RESOLUTION`
+(BENCHMARKS.md, "Scale out").
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def resolve_precision(amp: str, channels_last: bool | None, device: torch.device
             amp = "off"
     if amp == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError("amp", "bf16 is not supported by this GPU", "use amp=fp16 or amp=off")
-    layout = cuda if channels_last is None else bool(channels_last)
+    layout = True if channels_last is None else bool(channels_last)
     return Precision(amp, layout, device.type)
 
 

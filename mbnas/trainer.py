@@ -82,7 +82,7 @@ class TrainConfig:
     bn_images: int = 2048  # BN recalibration images, all ranks together (inherited, final); 0: off
     device: str = "auto"
     amp: str = "auto"  # auto | off | bf16 | fp16 (auto: bf16 or fp16 on CUDA, off on CPU)
-    channels_last: bool | None = None  # NHWC weights and batches; None: on CUDA only
+    channels_last: bool | None = None  # NHWC weights and batches; None: true
     seed: int = 0
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)

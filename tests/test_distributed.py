@@ -444,7 +444,7 @@ def test_average_gradients_is_a_no_op_in_one_process():
 
 def test_precision_defaults_and_refusals():
     cpu = resolve_precision("auto", None, torch.device("cpu"))
-    assert (cpu.amp, cpu.channels_last) == ("off", False)
+    assert (cpu.amp, cpu.channels_last) == ("off", True)
     assert resolve_precision("bf16", True, torch.device("cpu")) == Precision("bf16", True, "cpu")
     with pytest.raises(ConfigError, match="amp"):
         resolve_precision("fp8", None, torch.device("cpu"))
@@ -480,7 +480,7 @@ def test_train_records_precision_and_runs_bf16_channels_last(tmp_path):
     auto = dataclasses.replace(cfg, amp="auto", channels_last=None, name="auto")
     train(auto)
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
-    assert (saved["amp"], saved["channels_last"]) == ("off", False)  # CPU defaults, resolved
+    assert (saved["amp"], saved["channels_last"]) == ("off", True)  # CPU defaults, resolved
 
 
 # ---------------------------------------------------------------- a search on two processes

@@ -57,7 +57,7 @@ class SearchConfig:
     duplicates: str = "reuse"  # reuse: a re-sampled architecture takes its earlier score
     device: str = "auto"
     amp: str = "auto"  # auto | off | bf16 | fp16: autocast of the warm-up and fine-tuning
-    channels_last: bool | None = None  # NHWC weights and batches; None: on CUDA only
+    channels_last: bool | None = None  # NHWC weights and batches; None: true
     threads: int | None = None
     latency: LatencyEstimateConfig = field(default_factory=LatencyEstimateConfig)
     # The chosen evaluator's settings, typed by its own schema: see mbnas.evaluators.
