@@ -27,8 +27,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 echo "set up in $((SECONDS - start)) s"
 recipe=(--epochs 12 --batch-size 256 --lr 0.2 --workers 1 --jobs 8 --train-set amp=off
         --train-set channels_last=true "$@")
+left=$(( ${DEADLINE:-500} - (SECONDS - start) ))
+(( left > 0 )) || left=1  # timeout 0 would mean no limit at all
 # timeout stops the whole process group: the parallel trainings as well as their parent.
-timeout --kill-after=10 $(( ${DEADLINE:-500} - (SECONDS - start) )) \
+timeout --kill-after=10 $left \
     python3 benchmarks/search_quality.py --stage train --out "$work" \
     --data /tmp/data/cifar-10-batches-py "${recipe[@]}" 2>&1 | tee "$out/train.log"
 python3 benchmarks/search_quality.py --stage collect --out "$work" "${recipe[@]}"
