@@ -198,11 +198,14 @@ def collect_stage(args: argparse.Namespace, manifest: dict, out: Path) -> list[d
 
 
 def chosen_entries(manifest: dict, args: argparse.Namespace) -> list[tuple[int, tuple[str, dict]]]:
-    """``(index, (label, entry))`` of the entries in the ``--groups`` chosen (all by default);
-    the index names the training's folder, so it stays that of the whole list."""
+    """``(index, (label, entry))`` of the entries in the ``--groups`` and ``--entries`` chosen
+    (all by default); the index names the training's folder, so it stays that of the whole
+    list."""
     groups = args.groups.split(",") if args.groups else None
-    return [(index, item) for index, item in enumerate(manifest["entries"].items())
-            if groups is None or item[0][1:].split(")")[0] in groups]
+    return [(index, (label, entry)) for index, (label, entry)
+            in enumerate(manifest["entries"].items())
+            if (groups is None or label[1:].split(")")[0] in groups)
+            and (not args.entries or label in args.entries)]
 
 
 def training_name(index: int, seed: int) -> str:
@@ -219,6 +222,28 @@ def result_row(label: str, entry: dict, accuracies: list[float], out: Path) -> d
     return {"entry": label, "arch": entry["arch"], "macs": cost.macs, "params": cost.params,
             "accuracies": accuracies, "accuracy": statistics.mean(accuracies),
             "search_s": entry["search_s"]}
+
+
+RECIPE = ("epochs", "batch_size", "lr", "train_set", "seed", "train_seeds")
+
+
+def with_earlier_rows(rows: list[dict], args: argparse.Namespace, manifest: dict,
+                      results: Path) -> list[dict]:
+    """``rows`` and the rows of other entries that ``results`` already holds from the same
+    recipe, in the entries' order: accuracies accumulate over sessions (a pair of trainings at
+    a time on a CPU); a file of another recipe is refused rather than mixed."""
+    if not results.is_file():
+        return rows
+    earlier = json.loads(results.read_text())
+    then, now = ({key: sorted(a[key]) if key == "train_set" else a[key] for key in RECIPE}
+                 for a in (earlier["args"], vars(args)))
+    if then != now:
+        differ = ", ".join(f"{key} {then[key]} -> {now[key]}" for key in RECIPE
+                           if then[key] != now[key])
+        raise SystemExit(f"search_quality.py: {results} holds another recipe's trainings "
+                         f"({differ}); name a new file with --results")
+    merged = {row["entry"]: row for row in earlier["rows"]} | {row["entry"]: row for row in rows}
+    return [merged[label] for label in manifest["entries"] if label in merged]
 
 
 def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
@@ -334,9 +359,13 @@ def main() -> None:
                         help="train/collect only these groups of entries, e.g. a,b,c,e (the "
                              "letters of the table: a TPE, b random, c references, d members, "
                              "e members near the budget)")
+    parser.add_argument("--entries", action="append", default=[], metavar="LABEL",
+                        help="train/collect only these entries, e.g. '(a) tpe seed 1' "
+                             "(repeat it; with --groups, entries in both)")
     parser.add_argument("--results", default="results.json",
-                        help="the trainings' file in --out (written by train and collect, read "
-                             "by rank): one per recipe, e.g. results-12ep.json")
+                        help="the trainings' file in --out (written by train and collect, which "
+                             "keep its rows of other entries; read by rank): one per recipe, "
+                             "e.g. results-12ep.json")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +388,7 @@ def main() -> None:
         print(json.dumps(manifest["entries"], indent=2))
         return
     rows = (collect_stage if args.stage == "collect" else train_stage)(args, manifest, out)
+    rows = with_earlier_rows(rows, args, manifest, out / args.results)
     (out / args.results).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print_table(args, budget, rows)
 

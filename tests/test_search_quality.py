@@ -74,7 +74,7 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
 
 def test_collect_keeps_the_entries_whose_every_training_finished(tmp_path):
     entries = sq.member_entries(3, BUDGET, seed=0, out=tmp_path)
-    args = argparse.Namespace(seed=0, train_seeds=2, groups=None)
+    args = argparse.Namespace(seed=0, train_seeds=2, groups=None, entries=[])
     finished = {(0, 0): 0.61, (0, 1): 0.63, (1, 0): 0.5, (2, 0): 0.7, (2, 1): 0.72}
     for (index, seed), accuracy in finished.items():
         result = RunFolder.named(tmp_path, sq.training_name(index, seed)).result
@@ -91,7 +91,35 @@ def test_collect_keeps_the_entries_whose_every_training_finished(tmp_path):
 def test_groups_choose_entries_and_keep_their_training_folders(tmp_path):
     manifest = {"entries": {"(a) tpe seed 0": {}, "(c) mobilenet_v2": {}, "(d) random member 0": {},
                             "(e) member near budget 0": {}}}
-    chosen = sq.chosen_entries(manifest, argparse.Namespace(groups="a,e"))
+    chosen = sq.chosen_entries(manifest, argparse.Namespace(groups="a,e", entries=[]))
     assert [(index, label) for index, (label, _) in chosen] == [(0, "(a) tpe seed 0"),
                                                                 (3, "(e) member near budget 0")]
-    assert len(sq.chosen_entries(manifest, argparse.Namespace(groups=None))) == 4
+    assert len(sq.chosen_entries(manifest, argparse.Namespace(groups=None, entries=[]))) == 4
+    one = sq.chosen_entries(manifest, argparse.Namespace(groups=None,
+                                                         entries=["(c) mobilenet_v2"]))
+    assert [index for index, _ in one] == [1]
+
+
+def recipe(**changes):
+    return argparse.Namespace(**{"epochs": 12, "batch_size": 256, "lr": 0.2, "seed": 0,
+                                 "train_seeds": 1, "train_set": ["amp=off", "channels_last=true"],
+                                 **changes})
+
+
+def test_results_accumulate_over_sessions_for_one_recipe_only(tmp_path):
+    manifest = {"entries": {"(a) tpe seed 0": {}, "(a) tpe seed 1": {}, "(b) random seed 0": {}}}
+    results = tmp_path / "results-12ep.json"
+    earlier = [{"entry": "(b) random seed 0", "accuracy": 0.8}, {"entry": "(a) tpe seed 0",
+                                                                 "accuracy": 0.7}]
+    results.write_text(json.dumps({"args": vars(recipe(train_set=["channels_last=true",
+                                                                  "amp=off"])),
+                                   "rows": earlier}))
+    new = [{"entry": "(a) tpe seed 1", "accuracy": 0.75}, {"entry": "(a) tpe seed 0",
+                                                           "accuracy": 0.71}]
+    merged = sq.with_earlier_rows(new, recipe(), manifest, results)
+    # In the entries' order; a row trained again replaces the earlier one.
+    assert [(row["entry"], row["accuracy"]) for row in merged] == [
+        ("(a) tpe seed 0", 0.71), ("(a) tpe seed 1", 0.75), ("(b) random seed 0", 0.8)]
+    with pytest.raises(SystemExit, match=r"holds another recipe's trainings \(epochs 12 -> 30\)"):
+        sq.with_earlier_rows(new, recipe(epochs=30), manifest, results)
+    assert sq.with_earlier_rows(new, recipe(), manifest, tmp_path / "none.json") == new
