@@ -8,6 +8,7 @@ trained), ``last.pt`` (checkpoint, written every epoch and on interruption), ``t
 
 from __future__ import annotations
 
+from mbnas.next_steps import next_steps
 from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count
 
@@ -29,7 +30,7 @@ def run(cfg: TrainConfig) -> None:
             if "macs" in result else "")
     seconds = f"{result['seconds'] / 60:.1f} min" if "seconds" in result else ""
     print(f"  {cost}{seconds} | files: model.pt, arch.yaml, result.json, tb/")
-    print("  next:")
-    print(f"    python -m mbnas evaluate run={run_dir}      # test-split accuracy, same data")
-    print(f"    python -m mbnas cost arch={run_dir / 'arch.yaml'}   # per-stage cost + latency")
-    print(f"    tensorboard --logdir {run_dir / 'tb'}")
+    print("\n".join(next_steps([
+        (f"python -m mbnas evaluate run={run_dir}", "test-split accuracy, same data"),
+        (f"python -m mbnas cost arch={run_dir / 'arch.yaml'}", "per-stage cost + latency"),
+        (f"tensorboard --logdir {run_dir / 'tb'}", "")])))

@@ -35,6 +35,11 @@ class EvaluatorConfig:
     def check(self) -> None:
         """Reject settings that cannot work, naming the key (nothing to check here)."""
 
+    @property
+    def reads_data(self) -> bool:
+        """Whether scores depend on the images (so synthetic data makes them meaningless)."""
+        return True
+
 
 # What an evaluator that trains calls at each of its checkpoints, with the training steps done
 # and the validation accuracy there: True stops this candidate's training at that point (a

@@ -100,6 +100,10 @@ class ZeroCostConfig(EvaluatorConfig):
         """The features with a weight other than 0."""
         return {name: weight for name, weight in self.features.items() if weight}
 
+    @property
+    def reads_data(self) -> bool:
+        return any(name in PROXIES for name in self.used)
+
     def check(self) -> None:
         check_feature_weights(self.features, "evaluator.features")
         if not self.used:
@@ -122,14 +126,20 @@ class ZeroCostEvaluator(Evaluator):
 
     def __init__(self, cfg: ZeroCostConfig, context: EvaluationContext) -> None:
         super().__init__(cfg, context)
-        data = dataclasses.replace(context.data, batch_size=cfg.batch_size, augment=False)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(context.seed)
-        images, labels = next(iter(make_loader(data, "train", shuffle=True)))
-        torch.random.set_rng_state(generator_state)
-        self.images, self.labels = images.to(context.device), labels.to(context.device)
+        if cfg.reads_data:
+            self.images, self.labels = self.proxy_batch()
         self.reference: dict[str, tuple[float, float]] = {}
         self.depth_limit = cfg.depth_cap * computing_layers(context.space.largest())
+
+    def proxy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images (and labels) every candidate's proxies see, drawn by the seed."""
+        data = dataclasses.replace(self.context.data, batch_size=self.cfg.batch_size,
+                                   augment=False)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(self.context.seed)
+        images, labels = next(iter(make_loader(data, "train", shuffle=True)))
+        torch.random.set_rng_state(generator_state)
+        return images.to(self.context.device), labels.to(self.context.device)
 
     def features(self, arch: ArchSpec) -> dict[str, float]:
         """The raw value of every configured feature for ``arch`` (untrained, seeded by arch)."""

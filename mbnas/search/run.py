@@ -231,7 +231,8 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
         optimize(study, run, evaluator)
     score_name = evaluator_class(run.evaluator.name).score_name
     export_best(study, folder, cfg.export, evaluator, score_name)
-    print("\n".join(summary_lines(study, folder, time.monotonic() - started, cfg.data.name,
+    synthetic = cfg.data.name == "synthetic" and run.evaluator.reads_data
+    print("\n".join(summary_lines(study, folder, time.monotonic() - started, synthetic,
                                   display(cfg.storage, folder.study_db), score_name)),
           flush=True)
     return study

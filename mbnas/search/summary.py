@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 
+from mbnas.next_steps import next_steps
 from mbnas.run_folder import RunFolder
 from mbnas.search.plan import format_duration
 from mbnas.search.trials import (
@@ -17,24 +18,23 @@ from mbnas.search.trials import (
 from mbnas.units import format_count
 
 
-def next_commands(folder: RunFolder, storage: str) -> list[str]:
-    """The quick tour's next steps for a search run folder whose study is in ``storage`` (as
-    shown: no password)."""
+def next_commands(folder: RunFolder, storage: str) -> list[tuple[str, str]]:
+    """The quick tour's next steps (command, comment) for a search run folder whose study is in
+    ``storage`` (as shown: no password)."""
     run = folder.path
-    return [f"tensorboard --logdir {run}                 # study plots first, then trials",
-            f"python -m mbnas report run={run}        # top trials and the Pareto set",
-            f"python -m mbnas export run={run} torchscript=true   # deployable files",
-            f"python -m mbnas train init={run} name=mine          # train the winner further",
-            f"python -m mbnas cost arch={folder.best_yaml}        # per-stage cost + latency",
-            f"optuna-dashboard {storage}   # optional: pip install "
-            "optuna-dashboard"]
+    return [(f"tensorboard --logdir {run}", "study plots first, then trials"),
+            (f"python -m mbnas report run={run}", "top trials and the Pareto set"),
+            (f"python -m mbnas export run={run} torchscript=true", "deployable files"),
+            (f"python -m mbnas train init={run} name=mine", "train the winner further"),
+            (f"python -m mbnas cost arch={folder.best_yaml}", "per-stage cost + latency"),
+            (f"optuna-dashboard {storage}", "optional: pip install optuna-dashboard")]
 
 
 def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
-                  data_name: str, storage: str, score_name: str = "accuracy") -> list[str]:
+                  synthetic: bool, storage: str, score_name: str = "accuracy") -> list[str]:
     """The end of a search: trials, the best network's score (``score_name``: accuracy for
-    evaluators that train), MACs, parameters, latency, the wall time, the files written and the
-    next commands."""
+    evaluators that train; ``synthetic``: it was computed on synthetic images), MACs,
+    parameters, latency, the wall time, the files written and the next commands."""
     (evaluated, repeats), pruned = count_scored(study), count_trials(study, PRUNED)
     stopped = count_stopped(study)
     stopped_text = f" ({stopped} stopped early by the pruner)" if stopped else ""
@@ -45,13 +45,12 @@ def summary_lines(study: optuna.Study, folder: RunFolder, seconds: float,
     if best:
         top = best[0]
         latency = f", {top.latency_ms:.2f} ms" if top.latency_ms is not None else ""
-        note = " (synthetic data)" if data_name == "synthetic" else ""
+        note = " (synthetic data)" if synthetic else ""
         lines.append(f"  best       trial #{top.number}: {score_name} {top.accuracy:.4f}{note}, "
                      f"{format_count(top.macs)} MACs, {format_count(top.params)} params{latency}")
     written = [p.name for p in (folder.best_yaml, folder.best_weights, folder.study_db,
                                 folder.supernet, folder.tensorboard, folder.pareto)
                if p.exists()]
     lines.append(f"  files      {', '.join(written)}")
-    lines.append("  next:")
-    lines += [f"    {command}" for command in next_commands(folder, storage)]
+    lines += next_steps(next_commands(folder, storage))
     return lines

@@ -1,0 +1,15 @@
+"""The "next:" block that commands end with: the commands a user runs next, each with a short
+comment, the comments lined up so the commands read as a column."""
+
+from __future__ import annotations
+
+
+def next_steps(steps: list[tuple[str, str]], indent: str = "    ") -> list[str]:
+    """Lines for ``steps`` (command, comment; an empty comment leaves the command alone),
+    headed by ``next:`` at two spaces less than ``indent``."""
+    width = max(len(command) for command, _ in steps)
+    lines = [f"{indent[2:]}next:"]
+    for command, comment in steps:
+        lines.append(f"{indent}{command.ljust(width)}   # {comment}" if comment
+                     else f"{indent}{command}")
+    return lines
