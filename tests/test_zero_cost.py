@@ -148,6 +148,7 @@ def test_space_settings_reach_hydra_as_they_were_written(value):
     ("{name: zero_cost, batch_size: -3}", r"evaluator\.batch_size: -3 is not allowed"),
     ("{name: zero_cost, features: {nope: 1}}", r"evaluator\.features\.nope: is not a feature"),
     ("{name: nonesuch}", r"evaluator: unknown choice 'nonesuch'"),
+    ("nonesuch", r"evaluator: unknown choice 'nonesuch'"),
 ])
 def test_a_mistake_in_a_spaces_evaluator_settings_names_the_space_file(tmp_path, value,
                                                                        message):
