@@ -42,6 +42,8 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 MISSING = [name for name in ("torch", "numpy", "yaml", "tqdm", "PIL", "hydra", "omegaconf")
@@ -269,41 +271,65 @@ def cpu_benchmark(args: argparse.Namespace) -> dict:
     return {**results, "precision": mixed}
 
 
+@dataclass(frozen=True)
+class LayoutCase:
+    """One network the layout benchmark times: its resolution, batch, and a call that runs
+    training steps in a layout and gives their seconds."""
+
+    label: str
+    size: int
+    batch: int
+    timed: Callable[[str], list[float]]
+
+
+def static_case(name: str, precisions: dict[str, Precision],
+                args: argparse.Namespace) -> LayoutCase:
+    """Training steps of the named static network, one copy per layout."""
+    arch = load_arch(name)
+    data = synthetic_batch(arch, args.layout_batch, torch.device("cpu"))
+    models = {layout: p.model(build(arch)) for layout, p in precisions.items()}
+
+    def timed(layout: str) -> list[float]:
+        return step_times(models[layout], data, precisions[layout], args.steps)
+    return LayoutCase(f"{name} (static)", arch.resolution, args.layout_batch, timed)
+
+
+def warmup_case(space, precisions: dict[str, Precision], args: argparse.Namespace) -> LayoutCase:
+    """Supernet warm-up steps of ``space`` (members within ``--budget`` when given)."""
+    budget = Budget(macs=parse_count(args.budget)) if args.budget else None
+    drawn_from = WithinBudget(space, budget) if budget else space
+    cpu = torch.device("cpu")
+    warmups = {layout: Warmup(space, cpu, p, args.random, drawn_from=drawn_from)
+               for layout, p in precisions.items()}
+    images, labels = synthetic_batch(space, args.batch, cpu)
+
+    def timed(layout: str) -> list[float]:
+        return [warmups[layout].steps(images, labels, 1, seed=step)
+                for step in range(args.steps)]
+    within = f" (members ≤ {args.budget} MACs)" if budget else ""
+    return LayoutCase(f"{space.name} warm-up{within}", space.resolution, args.batch, timed)
+
+
 def layout_benchmark(space, args: argparse.Namespace) -> dict:
     """float32 NCHW vs channels_last on this CPU: training steps of static networks and the
     space's warm-up, the two layouts taking turns in every repeat (order alternating), so that
     a busy machine slows both alike; median step times and their ratio."""
     torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
     precisions = {layout: Precision("off", last, "cpu") for layout, last in LAYOUTS.items()}
-    cases = {}
-    for name in args.layout_archs.split(","):
-        arch = load_arch(name)
-        data = synthetic_batch(arch, args.layout_batch, cpu)
-        models = {layout: p.model(build(arch)) for layout, p in precisions.items()}
-        cases[f"{name} (static)"] = (arch.resolution, args.layout_batch, lambda layout, m=models,
-                                     d=data: step_times(m[layout], d, precisions[layout],
-                                                        args.steps))
-    budget = Budget(macs=parse_count(args.budget)) if args.budget else None
-    drawn_from = WithinBudget(space, budget) if budget else space
-    warmups = {layout: Warmup(space, cpu, p, args.random, drawn_from=drawn_from)
-               for layout, p in precisions.items()}
-    images, labels = synthetic_batch(space, args.batch, cpu)
-    within = f" (members ≤ {args.budget} MACs)" if budget else ""
-    cases[f"{space.name} warm-up{within}"] = (space.resolution, args.batch, lambda layout: [
-        warmups[layout].steps(images, labels, 1, seed=step) for step in range(args.steps)])
+    cases = [*(static_case(name, precisions, args) for name in args.layout_archs.split(",")),
+             warmup_case(space, precisions, args)]
     print("\n| network | px | batch | NCHW s/step | channels_last s/step | NCHW / channels_last |"
           "\n|---|---:|---:|---:|---:|---:|")
     results = {}
-    for label, (size, batch, timed) in cases.items():
+    for case in cases:
         times: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
         for repeat in range(args.repeats):
             for layout in (list(LAYOUTS) if repeat % 2 == 0 else list(LAYOUTS)[::-1]):
-                times[layout] += timed(layout)
+                times[layout] += case.timed(layout)
         nchw, last = (statistics.median(times[layout]) for layout in LAYOUTS)
-        print(f"| {label} | {size} | {batch} | {nchw:.3f} | {last:.3f} | {nchw / last:.2f}x |",
-              flush=True)
-        results[label] = times
+        print(f"| {case.label} | {case.size} | {case.batch} | {nchw:.3f} | {last:.3f} | "
+              f"{nchw / last:.2f}x |", flush=True)
+        results[case.label] = times
     return results
 
 

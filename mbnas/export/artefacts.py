@@ -214,7 +214,7 @@ def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module
         staged[".timm.json"] = temporary(artefact(stem, ".timm.json"))
         staged[".timm.json"].write_text(text)
     if request.torchscript or request.onnx:  # of the weights given, else of a fresh network
-        network = (model if model is not None else build(arch)).cpu()
+        network = model if model is not None else build(arch)  # both on the CPU
     if request.torchscript:
         staged[".torchscript.pt"] = export_torchscript(
             network, arch, temporary(artefact(stem, ".torchscript.pt")))
