@@ -156,6 +156,17 @@ def test_torchscript_matches_the_network_at_any_batch(tmp_path):
         assert torch.allclose(torch.jit.load(str(path))(x), model(x), atol=1e-5)
 
 
+def test_a_torch_export_program_matches_the_network_at_any_batch(tmp_path):
+    model = mbnas.build(TINY).eval()
+    exported = export_trial(TINY, tmp_path / "best", {}, model, ExportRequest(pt2=True))
+    assert [p.name for p in exported.files][-1] == "best.pt2"
+    assert "torch.export.load" in exported.usage()
+    program = torch.export.load(tmp_path / "best.pt2").module()
+    for batch in (1, 8):
+        x = torch.randn(batch, 3, 32, 32)
+        assert torch.allclose(program(x), model(x), atol=1e-5)
+
+
 @pytest.mark.parametrize("dynamic_size", [False, True])
 def test_onnx_runs_in_onnxruntime_at_batch_1_and_8(tmp_path, dynamic_size):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")

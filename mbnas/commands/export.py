@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from mbnas.architectures import load_arch
 from mbnas.config import OutputFormat
 from mbnas.errors import ConfigError
-from mbnas.export import Exported, ExportRequest, export_standalone
+from mbnas.export import Exported, export_standalone
 from mbnas.search import ExportConfig, export_run
 
 
@@ -32,9 +32,7 @@ def export(cfg: Config) -> Exported | None:
         return export_run(cfg.run, cfg)
     if cfg.out is None:
         raise ConfigError("out", "not given", "use out=<folder> for the exported files")
-    request = ExportRequest(onnx=cfg.onnx, torchscript=cfg.torchscript,
-                            dynamic_size=cfg.onnx_dynamic_size)
-    return export_standalone(load_arch(cfg.arch), cfg.out, request)
+    return export_standalone(load_arch(cfg.arch), cfg.out, cfg.request())
 
 
 def run(cfg: Config) -> int:

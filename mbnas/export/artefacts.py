@@ -1,7 +1,8 @@
 """The files of an exported architecture, each written to a temporary name and renamed into place.
 
 ``<stem>.yaml`` (the ArchSpec, always), ``<stem>.timm.json`` (timm's recipe, where timm can build
-the network), ``<stem>.pt`` (weights), ``<stem>.onnx`` and ``<stem>.torchscript.pt``. An export
+the network), ``<stem>.pt`` (weights), ``<stem>.onnx``, ``<stem>.torchscript.pt`` and ``<stem>.pt2``
+(a ``torch.export`` program, where PyTorch's deployment tools start). An export
 replaces a whole set: the old YAML goes first and the new one is renamed into place last, and
 files of the old set that the new one lacks are removed, so whenever ``<stem>.yaml`` exists every
 file beside it belongs to it, however an export was interrupted.
@@ -29,7 +30,7 @@ from mbnas.errors import MbnasError
 from mbnas.export.timm import TimmUnsupported, timm_recipe
 from mbnas.nn import build
 
-SUFFIXES = (".yaml", ".timm.json", ".pt", ".onnx", ".torchscript.pt")
+SUFFIXES = (".yaml", ".timm.json", ".pt", ".onnx", ".torchscript.pt", ".pt2")
 # How to use each file; {path} is the file, {init} what `train init=` takes.
 USES = {
     ".yaml": "python -m mbnas train arch={path}",
@@ -37,6 +38,7 @@ USES = {
     ".pt": "python -m mbnas train init={init}, or mbnas.build(yaml).load_state_dict(torch.load)",
     ".onnx": "onnxruntime.InferenceSession('{path}').run(None, {{'image': x}})",
     ".torchscript.pt": "torch.jit.load('{path}')(x)",
+    ".pt2": "torch.export.load('{path}').module()(x)",
 }
 
 
@@ -158,6 +160,15 @@ def check_onnx_installed() -> None:
                          "`pip install -c constraints.txt -e \".[onnx]\"`") from None
 
 
+def export_program(model: torch.nn.Module, arch: ArchSpec, path: str | Path) -> Path:
+    """A ``torch.export`` program of the network in eval mode, its batch axis dynamic (traced
+    at batch 2: an example of 1 would fix the axis at 1)."""
+    with quiet_exporters():
+        program = torch.export.export(model.eval(), (example_input(arch, batch=2),),
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    return write_atomically(path, lambda tmp: torch.export.save(program, tmp))
+
+
 def onnx_dynamic_shapes(dynamic_size: bool) -> tuple[dict[int, Any]]:
     """A dynamic batch axis always; dynamic height and width on request."""
     axes: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
@@ -201,6 +212,12 @@ class ExportRequest:
     onnx: bool = False
     torchscript: bool = False
     dynamic_size: bool = False  # ONNX with dynamic height and width besides the batch axis
+    pt2: bool = False
+
+    @property
+    def runnable(self) -> bool:
+        """Whether any file that runs the network (ONNX, TorchScript, torch.export) is asked."""
+        return self.onnx or self.torchscript or self.pt2
 
 
 def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module | None,
@@ -213,14 +230,16 @@ def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module
         text = json.dumps(recipe, indent=2) + "\n"
         staged[".timm.json"] = temporary(artefact(stem, ".timm.json"))
         staged[".timm.json"].write_text(text)
-    if request.torchscript or request.onnx:  # of the weights given, else of a fresh network
-        network = model if model is not None else build(arch)  # both on the CPU
+    if request.runnable:  # of the weights given, else of a freshly built network (on the CPU)
+        network = model if model is not None else build(arch)
     if request.torchscript:
         staged[".torchscript.pt"] = export_torchscript(
             network, arch, temporary(artefact(stem, ".torchscript.pt")))
     if request.onnx:
         staged[".onnx"] = export_onnx(network, arch, temporary(artefact(stem, ".onnx")),
                                       dynamic_size=request.dynamic_size)
+    if request.pt2:
+        staged[".pt2"] = export_program(network, arch, temporary(artefact(stem, ".pt2")))
     staged[".yaml"] = temporary(artefact(stem, ".yaml"))
     staged[".yaml"].write_text(arch_text(arch, summary))
 
@@ -228,8 +247,8 @@ def _write_set(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module
 def export_trial(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Module | None = None,
                  request: ExportRequest | None = None) -> Exported:
     """One consistent set: ``stem``.yaml always, .timm.json where timm can build ``arch``, the
-    model's weights (.pt) when given and, on request, .onnx / .torchscript.pt (of the model, or
-    of a freshly built network)."""
+    model's weights (.pt) when given and, on request, .onnx / .torchscript.pt / .pt2 (of the
+    model, or of a freshly built network)."""
     request = request or ExportRequest()
     stem.parent.mkdir(parents=True, exist_ok=True)
     recipe, refused = timm_or_reason(arch)
@@ -256,7 +275,8 @@ def export_trial(arch: ArchSpec, stem: Path, summary: dict, model: torch.nn.Modu
 def export_standalone(arch: ArchSpec, out: str | Path, request: ExportRequest | None = None
                       ) -> Exported:
     """An architecture of its own (a reference or YAML) as ``out/<name>.*``, like a run's best:
-    the YAML with its MACs and parameters, timm's recipe and the requested ONNX / TorchScript."""
+    the YAML with its MACs and parameters, timm's recipe and the requested ONNX / TorchScript /
+    torch.export files."""
     cost = count(arch)
     summary = {"macs": cost.macs, "params": cost.params, "resolution": arch.resolution}
     return export_trial(arch, Path(out) / arch.name, summary, None, request)

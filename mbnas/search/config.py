@@ -11,6 +11,7 @@ from mbnas.config import compose_config
 from mbnas.data import DataConfig
 from mbnas.errors import ConfigError
 from mbnas.evaluators import available_evaluators, evaluator_config
+from mbnas.export import ExportRequest
 from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
 from mbnas.search.objective import OBJECTIVES
 from mbnas.search.storage import HeartbeatConfig
@@ -29,7 +30,13 @@ class ExportConfig:
     onnx: bool = False  # best.onnx, its batch axis dynamic
     onnx_dynamic_size: bool = False  # best.onnx's height and width dynamic too
     torchscript: bool = False
+    pt2: bool = False  # best.pt2, a torch.export program (torch.export.load(path).module())
     keep_supernet: bool = True  # false: delete supernet.pt once exported (resume warms up again)
+
+    def request(self) -> ExportRequest:
+        """The optional files these settings ask for."""
+        return ExportRequest(onnx=self.onnx, torchscript=self.torchscript, pt2=self.pt2,
+                             dynamic_size=self.onnx_dynamic_size)
 
 
 @dataclass

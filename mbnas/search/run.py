@@ -39,7 +39,7 @@ from mbnas.evaluators import (
     evaluator_config,
     make_evaluator,
 )
-from mbnas.export import Exported, ExportRequest, export_arch, export_trial
+from mbnas.export import Exported, export_arch, export_trial
 from mbnas.locking import file_lock
 from mbnas.machine_load import busy_note, machine_load
 from mbnas.precision import resolve_precision
@@ -346,9 +346,7 @@ def export_best(study: optuna.Study, folder: RunFolder, export: ExportConfig,
     arch = best_arch(best[0], folder)
     inherits = evaluator is not None and evaluator.exports_weights and export.weights
     model = evaluator.model_for(arch) if inherits else None
-    request = ExportRequest(onnx=export.onnx, torchscript=export.torchscript,
-                            dynamic_size=export.onnx_dynamic_size)
-    exported = export_trial(arch, folder.best, best[0].summary(), model, request)
+    exported = export_trial(arch, folder.best, best[0].summary(), model, export.request())
     if len(study.directions) > 1:
         for record in best:
             exported.files.append(export_arch(
