@@ -47,6 +47,7 @@ from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, WithinBudget
 from mbnas.config import load_config
 from mbnas.data import DataConfig
+from mbnas.locking import file_lock
 from mbnas.run_folder import RunFolder
 from mbnas.scaling import scale_arch
 from mbnas.search import SearchConfig, run_search, space_defaults
@@ -388,8 +389,11 @@ def main() -> None:
         print(json.dumps(manifest["entries"], indent=2))
         return
     rows = (collect_stage if args.stage == "collect" else train_stage)(args, manifest, out)
-    rows = with_earlier_rows(rows, args, manifest, out / args.results)
-    (out / args.results).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    results = out / args.results
+    # Train processes started one after another may finish together: one merge at a time.
+    with file_lock(results.with_name(f"{results.name}.lock"), "the results file"):
+        rows = with_earlier_rows(rows, args, manifest, results)
+        results.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print_table(args, budget, rows)
 
 
