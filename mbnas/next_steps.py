@@ -4,12 +4,9 @@ comment, the comments lined up so the commands read as a column."""
 from __future__ import annotations
 
 
-def next_steps(steps: list[tuple[str, str]], indent: str = "    ") -> list[str]:
+def next_steps(steps: list[tuple[str, str]]) -> list[str]:
     """Lines for ``steps`` (command, comment; an empty comment leaves the command alone),
-    headed by ``next:`` at two spaces less than ``indent``."""
+    headed by ``next:``."""
     width = max(len(command) for command, _ in steps)
-    lines = [f"{indent[2:]}next:"]
-    for command, comment in steps:
-        lines.append(f"{indent}{command.ljust(width)}   # {comment}" if comment
-                     else f"{indent}{command}")
-    return lines
+    return ["  next:", *(f"    {command.ljust(width)}   # {comment}" if comment
+                         else f"    {command}" for command, comment in steps)]

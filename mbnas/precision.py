@@ -7,11 +7,11 @@ gradients survive and skips a step whose gradients overflowed; ``amp=off`` is fl
 ``channels_last`` stores the network's weights and its input batches NHWC, the layout tensor cores
 and oneDNN convolutions prefer. ``auto`` picks what is right for the device: on CUDA bf16 where
 the GPU supports it (else fp16); on CPU float32, since CPU autocast mostly converts back and
-forth; channels_last on both (on a 2-core AVX2 CPU, float32 training steps ran 1.4-1.6x faster
-than NCHW). Small images are the exception on CUDA: at 32 px a step is too short for half
-precision to pay for autocast's casts (bf16 ran at 0.65-0.94x of float32 on an H100, float32
-channels_last at 1.15x), so ``auto`` keeps float32 below :data:`AMP_MIN_RESOLUTION`
-(BENCHMARKS.md, "Scale out").
+forth; channels_last on both (on a 2-core AVX2 CPU, float32 training steps ran 1.2-1.7x faster
+than NCHW, all but an unbudgeted 32 px warm-up at 0.96x). Small images are the exception on
+CUDA: at 32 px a step is too short for half precision to pay for autocast's casts (bf16 ran at
+0.65-0.94x of float32 on an H100, float32 channels_last at 1.15x), so ``auto`` keeps float32
+below :data:`AMP_MIN_RESOLUTION` (BENCHMARKS.md, "Scale out").
 """
 
 from __future__ import annotations
