@@ -57,6 +57,14 @@ def test_a_spaces_block_set_holds_every_members_entries(name):
         assert {e.key for e in arch_entries(arch)} <= keys
 
 
+def test_a_block_set_holds_heads_with_and_without_a_hidden_layer():
+    space = load_space(MICRO_SPACE).replace(head_hidden=(None, 64))
+    keys = {e.key for e in space_entries(space)}
+    for arch in (space.smallest(), space.largest()):
+        assert {e.key for e in arch_entries(arch)} <= keys
+    assert space.smallest().head.hidden is None and space.largest().head.hidden == 64
+
+
 def test_block_sets_differ_between_spaces_and_choices():
     micro = load_space(MICRO_SPACE)
     digest = block_set_digest(e.key for e in space_entries(micro))

@@ -63,6 +63,7 @@ def test_unknown_space_lists_shipped_ones():
     (lambda d: d.update(per="cell"),
      r"per: 'cell' is not allowed; choose one of block, stage, layer"),
     (lambda d: d["head"].update(channels=0), r"head\.channels: 0 is not allowed"),
+    (lambda d: d["head"].update(hidden=[-1, 24]), r"head\.hidden\[0\]: -1 is not allowed"),
 ])
 def test_validation_names_file_key_value_and_choices(tmp_path, change, match):
     data = yaml.safe_load(yaml.safe_dump(TINY))
@@ -110,6 +111,22 @@ def test_choices_replay_the_trial_and_reenqueue(name):
     # A round trip through the export format keeps membership.
     again = ArchSpec.from_dict(yaml.safe_load(arch.to_yaml()))
     assert space.choices(again) == trial.params
+
+
+def test_a_hidden_head_layer_may_be_chosen_or_left_out():
+    space = space_from_dict({**TINY, "head": {"channels": 32, "hidden": [0, 24]}})
+    assert space.head_hidden == (None, 24)
+    assert (space.smallest().head.hidden, space.largest().head.hidden) == (None, 24)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial, arch = ask(study, space)
+        seen.add(arch.head.hidden)
+        again = ArchSpec.from_dict(yaml.safe_load(arch.to_yaml()))
+        assert again == arch and space.choices(again) == trial.params
+    assert seen == {None, 24}
+    assert mbnas.count(space.largest()).params > mbnas.count(
+        space.largest().replace(head=space.smallest().head)).params
 
 
 def test_contains_rejects_non_members():

@@ -3,6 +3,7 @@ import random
 
 import pytest
 import torch
+from conftest import supernet_space
 
 import mbnas
 from mbnas.errors import ConfigError
@@ -53,6 +54,18 @@ def test_extracted_subnets_equal_the_supernet(space_and_supernet):
         built.load_state_dict(model.state_dict(), strict=True)
         assert sum(p.numel() for p in model.parameters()) == mbnas.count(arch).params
         assert type(model) is type(built)
+
+
+def test_members_with_and_without_a_hidden_head_layer_share_one_head():
+    space = dataclasses.replace(supernet_space(dropout=0.0), head_hidden=(None, 24))
+    supernet = scramble(Supernet(space)).eval()
+    x = torch.randn(2, space.in_channels, space.resolution, space.resolution)
+    largest = space.largest()
+    for hidden in (None, 24):
+        arch = largest.replace(head=dataclasses.replace(largest.head, hidden=hidden))
+        supernet.set_active(arch)
+        with torch.no_grad():
+            torch.testing.assert_close(supernet.extract(arch).eval()(x), supernet(x))
 
 
 def test_both_block_types_and_every_kernel_are_covered():

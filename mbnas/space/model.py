@@ -99,7 +99,7 @@ class SearchSpace:
     stem_out: tuple[int, ...]
     stages: tuple[StageChoices, ...]
     head_channels: tuple[int, ...]
-    head_hidden: tuple[int, ...] | None = None
+    head_hidden: tuple[int | None, ...] | None = None   # None: no hidden layer
     per: str = "block"
     in_channels: int = 3
     se_style: str = "efficientnet"
@@ -178,16 +178,17 @@ class SearchSpace:
         def decide(name: str, options: tuple) -> Any:
             if name in fixed:
                 return fixed[name]
-            return options[0] if isinstance(options[0], str) else pick(options)
+            return options[0] if isinstance(options[0], str) else pick(options, key=_no_layer_0)
 
-        # Block types and ops are not ordered by cost: try each option of each such decision
-        # (in sampling order, the others held) and keep the cheapest or dearest. Layer costs
-        # add up and one layer's op does not change another's shapes, so this is exact.
+        # Block types, ops and the head's hidden layer (None: none) are not ordered by cost: try
+        # each option of each such decision (in sampling order, the others held) and keep the
+        # cheapest or dearest. Layer costs add up and one layer's choice does not change
+        # another's shapes, so this is exact.
         decisions: list[tuple[str, tuple]] = []
         self._build(lambda name, options: decisions.append((name, options)) or
                     decide(name, options))
         for name, options in decisions:
-            if not name.endswith((".block", ".op")):
+            if not name.endswith((".block", ".op", "head.hidden")):
                 continue
             costs = {}
             for option in options:
@@ -334,6 +335,11 @@ class SearchSpace:
                     if j == 1:
                         values[f"{prefix}.{key}"] = value
         return values
+
+
+def _no_layer_0(option: Any) -> Any:
+    """Sort key of a numeric choice where None (no layer) counts as 0."""
+    return 0 if option is None else option
 
 
 def _one_or_each(values: list) -> Any:

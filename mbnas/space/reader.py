@@ -16,7 +16,8 @@ A space file reads like an ArchSpec whose values may be lists of choices::
        act: [relu, hswish], depth: [1, 2, 3], out: [24, 32], stride: 2}
     - {ops: [skip, {block: mbconv, kernel: 3, expand: 3}, {block: mbconv, kernel: 5, expand: 6}],
        depth: 3, out: 40, stride: 2}
-    head: {channels: [960, 1280], act: hswish, hidden: 1280}   # hidden may be a list too
+    head: {channels: [960, 1280], act: hswish, hidden: [0, 1280]}   # optional: the width of a
+                                 # MobileNetV3 hidden Linear after pooling; 0: none
     dropout: 0.2
     drop_path: 0.0
     evaluator: zero_cost         # optional: the evaluator a search of this space uses unless
@@ -176,10 +177,17 @@ def space_from_dict(data: Any, source: str = "<space>") -> SearchSpace:
                      for i, row in enumerate(parts.stages)),
         head_channels=_options(head, "channels", check_int),
         head_act=head.choice("act", ACTIVATIONS, "relu"),
-        head_hidden=_options(head, "hidden", check_int) if head.has("hidden") else None,
+        head_hidden=_hidden_options(head) if head.has("hidden") else None,
         dropout=reader.float("dropout", 0.2, 0.0, 1.0),
         drop_path=reader.float("drop_path", 0.0, 0.0, 1.0),
         **_evaluator(reader))
+
+
+def _hidden_options(head: Reader) -> tuple[int | None, ...]:
+    """The head's hidden-layer widths; a 0 choice (no hidden layer) becomes None, the value an
+    ArchSpec without the layer has."""
+    options = _options(head, "hidden", lambda value, where: check_int(value, where, minimum=0))
+    return tuple(width or None for width in options)
 
 
 def _evaluator(reader: Reader) -> dict[str, Any]:

@@ -40,6 +40,19 @@ _TEMPLATE_CACHE = 512
 SHARING = ("nested", "separate")
 
 
+def largest_head(space: SearchSpace, in_ch: int) -> Head:
+    """A head every member's head is a slice of. Where the space offers a hidden layer and no
+    hidden layer, the classifier reads either the hidden layer or the pooled features, so it is
+    made as wide as the wider of the two."""
+    hidden = max((width for width in space.head_hidden or () if width), default=None)
+    channels = max(space.head_channels)
+    head = Head(in_ch, HeadSpec(channels, space.head_act, hidden), space.num_classes,
+                space.dropout, space.bn)
+    if hidden and None in space.head_hidden and channels > hidden:
+        head.classifier = nn.Linear(channels, space.num_classes)
+    return head
+
+
 class Supernet(nn.Module):
     """All members of a search space in one module; ``set_active(arch)`` picks the one to run."""
 
@@ -60,10 +73,7 @@ class Supernet(nn.Module):
                 for index in range(max(stage.depth))))
             inputs = stage.out
         self.stages = nn.ModuleList(stages)
-        hidden = max(space.head_hidden) if space.head_hidden else None
-        self.head = ElasticWeights(Head(max(inputs), HeadSpec(max(space.head_channels),
-                                                              space.head_act, hidden),
-                                        space.num_classes, space.dropout, bn))
+        self.head = ElasticWeights(largest_head(space, max(inputs)))
         init_weights(self)
         self._templates: OrderedDict[ArchSpec, tuple[MobileNet, list[Loan]]] = OrderedDict()
         self.active = space.largest()
