@@ -55,7 +55,7 @@ from mbnas.trainer import TrainConfig, train
 from mbnas.units import format_count, parse_count
 
 REFERENCES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
-SPACE = "cifar"
+SPACE = "cifar"  # --space's default
 NEAR_BUDGET = 0.9  # --near-budget members have this share of the budget or more
 NEAR_BUDGET_TRIES = 10_000
 
@@ -80,7 +80,7 @@ def fit_width(arch: ArchSpec, budget: int) -> tuple[ArchSpec, float]:
 
 def search(label: str, sampler: str, seed: int, args: argparse.Namespace, out: Path
            ) -> tuple[Path, float]:
-    overrides = [f"+budget.macs={args.budget}", f"space={SPACE}", "data=cifar10",
+    overrides = [f"+budget.macs={args.budget}", f"space={args.space}", "data=cifar10",
                  f"data.root={args.data}", f"n_trials={args.candidates}", f"sampler={sampler}",
                  "latency=none", f"runs_dir={out}", f"name={label}", f"seed={seed}",
                  f"startup_trials={args.startup}", "data.workers=0",
@@ -139,19 +139,20 @@ def search_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
         arch, width = fit_width(cifar_variant(mbnas.load_arch(name)), budget)
         entries[f"(c) {name} ×{width:g}"] = {"arch": arch.save(out / f"{arch.name}.yaml").name,
                                              "search_s": None}
-    entries.update(member_entries(args.members, budget, args.seed, out))
-    entries.update(member_entries(args.near_budget, budget, args.seed, out, NEAR_BUDGET))
+    entries.update(member_entries(args.members, budget, args.seed, out, space=args.space))
+    entries.update(member_entries(args.near_budget, budget, args.seed, out, NEAR_BUDGET,
+                                  space=args.space))
     manifest = {"args": vars(args), "entries": entries}
     (out / "entries.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def member_entries(count: int, budget: int, seed: int, out: Path, share: float = 0.0
-                   ) -> dict[str, dict]:
+def member_entries(count: int, budget: int, seed: int, out: Path, share: float = 0.0,
+                   space: str = SPACE) -> dict[str, dict]:
     """``count`` random members of the space within ``budget``, saved as entries to train; with
     ``share`` (``--near-budget``), members with that share of the budget or more: members a MAC
     count cannot tell apart, as the last candidates of a search are."""
-    members = WithinBudget(mbnas.load_space(SPACE), Budget(macs=budget), seed=seed)
+    members = WithinBudget(mbnas.load_space(space), Budget(macs=budget), seed=seed)
     near = share > 0
     rng = random.Random(seed + near)  # the plain members stay those of earlier folders
     label, prefix = ("(e) member near budget", "near") if near else ("(d) random member", "member")
@@ -252,12 +253,12 @@ def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
     entries that are members of the space (every entry with ``--all-entries``), as a search of
     that budget would prepare it, once per ranking seed; beside it MACs and parameters, and each
     feature the score is made of."""
-    space = mbnas.load_space(SPACE)
+    space = mbnas.load_space(args.space)
     rows = [row for row in json.loads((out / args.results).read_text())["rows"]
             if args.all_entries or space.contains(mbnas.load_arch(out / row["arch"]))]
     if len(rows) < 3:
         raise SystemExit(f"search_quality.py: {out / args.results} has {len(rows)} trained "
-                         f"members of the {SPACE} space; ranking needs 3 or more (add "
+                         f"members of the {space.name} space; ranking needs 3 or more (add "
                          "--members N to the search stage)")
     archs = [mbnas.load_arch(out / row["arch"]) for row in rows]
     truth = [row["accuracy"] for row in rows]
@@ -330,6 +331,9 @@ def main() -> None:
                              "how well the evaluator ranks the trained members (reads "
                              "results.json)")
     parser.add_argument("--budget", default="20M")
+    parser.add_argument("--space", default=SPACE,
+                        help="the searched space (a name or a YAML file): its winners and "
+                             "members are the entries, and rank ranks its members")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
     parser.add_argument("--evaluator", default=None, help="default: the space's own")
@@ -347,7 +351,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=0,
                         help="random members within budget to train too (ground truth)")
     parser.add_argument("--near-budget", type=int, default=0,
-                        help=f"random members with {NEAR_BUDGET:.0%} of the budget or more, to "
+                        help=f"random members with {NEAR_BUDGET:.0%}% of the budget or more, to "
                              "train too (ground truth among equal MACs)")
     parser.add_argument("--rank-seeds", type=int, default=1,
                         help="evaluator seeds of --stage rank")

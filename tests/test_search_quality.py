@@ -61,6 +61,7 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
                      "params": cost.params, "accuracy": cost.macs / BUDGET})
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
     args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator="zero_cost",
+                              space=sq.SPACE,
                               all_entries=False, results="results.json",
                               set=["reference_archs=3", "batch_size=4"])
     result = sq.rank_stage(args, BUDGET, tmp_path)
@@ -70,6 +71,15 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
     # The cifar space's own zero_cost settings apply: its score is MACs, as is the accuracy.
     assert set(seed["features"]) == {"macs"}
     assert len(seed["scores"]) == 4 and seed["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_help_lists_every_option(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["search_quality.py", "--help"])
+    with pytest.raises(SystemExit) as done:
+        sq.main()
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--space" in text and "90% of the budget" in text
 
 
 def test_collect_keeps_the_entries_whose_every_training_finished(tmp_path):
