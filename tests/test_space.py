@@ -125,6 +125,9 @@ def test_a_hidden_head_layer_may_be_chosen_or_left_out():
         again = ArchSpec.from_dict(yaml.safe_load(arch.to_yaml()))
         assert again == arch and space.choices(again) == trial.params
     assert seen == {None, 24}
+    fixed = space.replace(head_hidden=(24, 48))
+    with pytest.raises(ConfigError, match="head.hidden: 0 is not a choice .*allowed: 24, 48"):
+        fixed.choices(space.smallest())
     assert mbnas.count(space.largest()).params > mbnas.count(
         space.largest().replace(head=space.smallest().head)).params
 

@@ -24,5 +24,5 @@ def run(cfg: Config) -> None:
         print(json.dumps(result))
         return
     print(format_report(result))
-    print(f"next: python -m mbnas export run={cfg.run}   # best.yaml, best.pt (torchscript=true, "
-          f"onnx=true)\n      python -m mbnas train init={cfg.run} name=mine   # train the winner")
+    print(f"next: python -m mbnas export run={cfg.run}   # best.yaml, best.pt (pt2=true, onnx=true)"
+          f"\n      python -m mbnas train init={cfg.run} name=mine   # train the winner")

@@ -24,7 +24,7 @@ def next_commands(folder: RunFolder, storage: str) -> list[tuple[str, str]]:
     run = folder.path
     return [(f"tensorboard --logdir {run}", "study plots first, then trials"),
             (f"python -m mbnas report run={run}", "top trials and the Pareto set"),
-            (f"python -m mbnas export run={run} torchscript=true", "deployable files"),
+            (f"python -m mbnas export run={run} pt2=true", "deployable files"),
             (f"python -m mbnas train init={run} name=mine", "train the winner further"),
             (f"python -m mbnas cost arch={folder.best_yaml}", "per-stage cost + latency"),
             (f"optuna-dashboard {storage}", "optional: pip install optuna-dashboard")]

@@ -268,8 +268,9 @@ class SearchSpace:
                 raise ConfigError(f"{arch.name}: {name}", "has no value in this architecture")
             value = values[name]
             if value not in options:
-                raise ConfigError(f"{arch.name}: {name}", f"{value!r} is not a choice of space "
-                                  f"{self.name!r}", f"allowed: {', '.join(map(str, options))}")
+                raise ConfigError(f"{arch.name}: {name}", f"{_shown(value)} is not a choice of "
+                                  f"space {self.name!r}",
+                                  f"allowed: {', '.join(map(_shown, options))}")
             chosen[name] = options[options.index(value)]
             return chosen[name]
 
@@ -335,6 +336,11 @@ class SearchSpace:
                     if j == 1:
                         values[f"{prefix}.{key}"] = value
         return values
+
+
+def _shown(option: Any) -> str:
+    """A choice as a space file writes it (None, no hidden layer, as 0)."""
+    return "0" if option is None else repr(option) if isinstance(option, str) else str(option)
 
 
 def _no_layer_0(option: Any) -> Any:
