@@ -363,7 +363,8 @@ def main() -> None:
     parser.add_argument("--groups", default=None,
                         help="train/collect only these groups of entries, e.g. a,b,c,e (the "
                              "letters of the table: a TPE, b random, c references, d members, "
-                             "e members near the budget)")
+                             "e members near the budget; other letters: entries added to "
+                             "entries.json by hand, e.g. f for ablations)")
     parser.add_argument("--entries", action="append", default=[], metavar="LABEL",
                         help="train/collect only these entries, e.g. '(a) tpe seed 1' "
                              "(repeat it; with --groups, entries in both)")
