@@ -57,7 +57,7 @@ def test_extracted_subnets_equal_the_supernet(space_and_supernet):
 
 
 def test_members_with_and_without_a_hidden_head_layer_share_one_head():
-    space = dataclasses.replace(supernet_space(dropout=0.0), head_hidden=(None, 24))
+    space = supernet_space(dropout=0.0).replace(head_hidden=(None, 24))
     supernet = scramble(Supernet(space)).eval()
     x = torch.randn(2, space.in_channels, space.resolution, space.resolution)
     largest = space.largest()

@@ -178,7 +178,7 @@ class SearchSpace:
         def decide(name: str, options: tuple) -> Any:
             if name in fixed:
                 return fixed[name]
-            return options[0] if isinstance(options[0], str) else pick(options, key=_no_layer_0)
+            return options[0] if isinstance(options[0], str) else pick(options, key=_numeric)
 
         # Block types, ops and the head's hidden layer (None: none) are not ordered by cost: try
         # each option of each such decision (in sampling order, the others held) and keep the
@@ -343,7 +343,7 @@ def _shown(option: Any) -> str:
     return "0" if option is None else repr(option) if isinstance(option, str) else str(option)
 
 
-def _no_layer_0(option: Any) -> Any:
+def _numeric(option: Any) -> Any:
     """Sort key of a numeric choice where None (no layer) counts as 0."""
     return 0 if option is None else option
 
