@@ -56,6 +56,7 @@ from mbnas.units import format_count, parse_count
 
 REFERENCES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 SPACE = "cifar"  # --space's default
+SPACE_FILE = "space.yaml"  # a --space YAML file's copy in --out
 NEAR_BUDGET = 0.9  # --near-budget members have this share of the budget or more
 NEAR_BUDGET_TRIES = 10_000
 
@@ -320,6 +321,27 @@ def searched_entries(out: Path) -> dict:
     return json.loads((out / "entries.json").read_text())
 
 
+def searched_space(space: str, out: Path) -> str:
+    """A space given as a YAML file is copied into ``out`` as space.yaml, so that the folder
+    keeps the space its entries came from (and the stages after search find it there)."""
+    path = Path(space)
+    if path.suffix not in (".yaml", ".yml"):
+        return space
+    if not path.is_file():
+        raise SystemExit(f"search_quality.py: --space {space}: no such file (give a space "
+                         "name such as cifar, or the path of a space YAML file)")
+    copy = out / SPACE_FILE
+    if path.resolve() != copy.resolve():
+        copy.write_text(path.read_text())
+    return str(copy)
+
+
+def recorded_space(manifest: dict, out: Path) -> str:
+    """The space the search stage of ``out`` searched: a name, or space.yaml in ``out``."""
+    space = manifest["args"].get("space") or SPACE  # folders made before --space: cifar
+    return str(out / SPACE_FILE) if Path(space).name == SPACE_FILE else space
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
@@ -331,9 +353,10 @@ def main() -> None:
                              "how well the evaluator ranks the trained members (reads "
                              "results.json)")
     parser.add_argument("--budget", default="20M")
-    parser.add_argument("--space", default=SPACE,
-                        help="the searched space (a name or a YAML file): its winners and "
-                             "members are the entries, and rank ranks its members")
+    parser.add_argument("--space", default=None,
+                        help=f"the searched space (a name or a YAML file; default {SPACE}): its "
+                             "winners and members are the entries, and rank ranks its members; "
+                             "train, collect and rank default to the one entries.json records")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
     parser.add_argument("--evaluator", default=None, help="default: the space's own")
@@ -380,7 +403,9 @@ def main() -> None:
         # The searches as they ran (their budget and candidates), not this command's defaults.
         args.candidates = manifest["args"]["candidates"]
         budget = parse_count(manifest["args"]["budget"])
+        args.space = args.space or recorded_space(manifest, out)
     else:
+        args.space = searched_space(args.space or SPACE, out)
         manifest = search_stage(args, budget, out)
     if args.stage == "rank":
         if not (out / args.results).is_file():

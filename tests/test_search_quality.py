@@ -82,6 +82,24 @@ def test_help_lists_every_option(capsys, monkeypatch):
     assert "--space" in text and "90% of the budget" in text
 
 
+def test_a_space_file_travels_with_the_folder_its_entries_came_from(tmp_path):
+    variant = tmp_path / "variant.yaml"
+    variant.write_text((ROOT / "search_spaces" / "cifar.yaml").read_text())
+    out = tmp_path / "run"
+    out.mkdir()
+    assert sq.searched_space("cifar", out) == "cifar"
+    copy = sq.searched_space(str(variant), out)
+    assert Path(copy) == out / "space.yaml" and Path(copy).read_text() == variant.read_text()
+    # The folder is copied elsewhere (e.g. to a GPU host): later stages find the copy there.
+    moved = tmp_path / "moved"
+    manifest = {"args": {"space": copy}}
+    assert sq.recorded_space(manifest, moved) == str(moved / "space.yaml")
+    assert sq.recorded_space({"args": {"space": "nas_bench_macro"}}, moved) == "nas_bench_macro"
+    assert sq.recorded_space({"args": {}}, moved) == sq.SPACE  # folders made before --space
+    with pytest.raises(SystemExit, match="no such file"):
+        sq.searched_space(str(tmp_path / "missing.yaml"), out)
+
+
 def test_collect_keeps_the_entries_whose_every_training_finished(tmp_path):
     entries = sq.member_entries(3, BUDGET, seed=0, out=tmp_path)
     args = argparse.Namespace(seed=0, train_seeds=2, groups=None, entries=[])
