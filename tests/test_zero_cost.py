@@ -116,15 +116,13 @@ def composed_evaluator(*overrides):
 
 def test_a_space_may_set_its_evaluator_and_the_user_adds_on_top():
     cifar = mbnas.load_space("cifar")
-    assert (cifar.evaluator, dict(cifar.evaluator_settings)) == ("zero_cost",
-                                                                 {"features": {"macs": 1.0}})
+    own = {"macs": 1.0, "naswot": 1.0}
+    assert (cifar.evaluator, dict(cifar.evaluator_settings)) == ("zero_cost", {"features": own})
     # The space's mapping replaces the conf's weights whole, whether or not evaluator= is given.
-    assert dict(composed_evaluator("space=cifar").features) == {"macs": 1.0}
-    assert dict(composed_evaluator("space=cifar", "evaluator=zero_cost").features) == {
-        "macs": 1.0}
+    assert dict(composed_evaluator("space=cifar").features) == own
+    assert dict(composed_evaluator("space=cifar", "evaluator=zero_cost").features) == own
     assert dict(composed_evaluator("space=cifar", "+evaluator.features.swap=2",
-                                   "evaluator.batch_size=32").features) == {"macs": 1.0,
-                                                                            "swap": 2}
+                                   "evaluator.batch_size=32").features) == {**own, "swap": 2}
     assert composed_evaluator("space=cifar", "evaluator=supernet").name == "supernet"
 
 
