@@ -356,7 +356,7 @@ def main() -> None:
     parser.add_argument("--space", default=None,
                         help=f"the searched space (a name or a YAML file; default {SPACE}): its "
                              "winners and members are the entries, and rank ranks its members; "
-                             "train, collect and rank default to the one entries.json records")
+                             "in an --out that has entries.json, the space it records")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--startup", type=int, default=8)
     parser.add_argument("--evaluator", default=None, help="default: the space's own")
@@ -405,7 +405,10 @@ def main() -> None:
         budget = parse_count(manifest["args"]["budget"])
         args.space = args.space or recorded_space(manifest, out)
     else:
-        args.space = searched_space(args.space or SPACE, out)
+        # Searching again in a folder (to add entries) keeps its space unless told otherwise.
+        earlier = recorded_space(searched_entries(out), out) if (out / "entries.json").is_file() \
+            else SPACE
+        args.space = searched_space(args.space or earlier, out)
         manifest = search_stage(args, budget, out)
     if args.stage == "rank":
         if not (out / args.results).is_file():
