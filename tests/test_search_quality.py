@@ -63,15 +63,15 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
     args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator="zero_cost",
                               space=sq.SPACE,
                               all_entries=False, results="results.json",
-                              set=["reference_archs=3", "batch_size=4"])
+                              # A weight of 0 turns the space's NASWOT off: MACs is left.
+                              set=["reference_archs=3", "batch_size=4", "features.naswot=0"])
     result = sq.rank_stage(args, BUDGET, tmp_path)
     assert result["entries"] == [f"(d) random member {i}" for i in range(4)]
     assert result["baselines"]["macs"] == pytest.approx(1.0)
     (seed,) = result["seeds"]
-    # The cifar space's own zero_cost settings apply (MACs and NASWOT); MACs is the accuracy.
-    assert set(seed["features"]) == {"macs", "naswot"}
-    assert seed["features"]["macs"] == pytest.approx(1.0)
-    assert len(seed["scores"]) == 4
+    # The cifar space's own zero_cost settings apply: its score is MACs, as is the accuracy.
+    assert set(seed["features"]) == {"macs"}
+    assert len(seed["scores"]) == 4 and seed["kendall_tau"] == pytest.approx(1.0)
 
 
 def test_help_lists_every_option(capsys, monkeypatch):
