@@ -4,6 +4,7 @@ and hand the command its typed dataclasses."""
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -29,13 +30,24 @@ class OutputFormat(Enum):
 def compose_raw(command: str, overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """``conf/<command>.yaml`` composed with ``overrides`` (no schema yet), and the choice made
     in each config group (``{"data": "synthetic", "preset": "default", ...}``)."""
+    overrides = [home_expanded(override) for override in overrides]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
-        cfg = compose(config_name=command, overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
     choices = {group: choice for group, choice in cfg.hydra.runtime.choices.items()
                if not group.startswith("hydra/")}
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, choices
+
+
+def home_expanded(override: str) -> str:
+    """``key=~/path`` with the home folder written out, as a shell would for ``key=~/path`` had
+    ``key`` been a variable name: shells leave ``data.root=~/...`` alone, and Hydra's grammar
+    refuses a bare ``~`` in a value."""
+    key, equals, value = override.partition("=")
+    if equals and (value == "~" or value.startswith("~/")):
+        return f"{key}={os.path.expanduser(value)}"
+    return override
 
 
 def compose_config(command: str, overrides: list[str], schema: type) -> DictConfig:

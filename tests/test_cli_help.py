@@ -71,6 +71,15 @@ def test_the_preset_choice_is_part_of_the_search_config():
     assert load_config("search", [], SearchConfig).preset == "default"
 
 
+def test_a_path_under_the_home_folder_is_written_out(monkeypatch, tmp_path):
+    from mbnas.config import load_config
+    from mbnas.trainer import TrainConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = load_config("train", ["data=cifar10", "data.root=~/cifar-10-batches-py"], TrainConfig)
+    assert cfg.data.root == f"{tmp_path}/cifar-10-batches-py"
+
+
 def test_help_shows_the_space_s_own_evaluator(capsys):
     assert main(["search", "space=nas_bench_macro", "--help"]) == 0
     out = capsys.readouterr().out
