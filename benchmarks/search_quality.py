@@ -255,10 +255,11 @@ def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
     that budget would prepare it, once per ranking seed; beside it MACs and parameters, and each
     feature the score is made of."""
     space = mbnas.load_space(args.space)
-    rows = [row for row in json.loads((out / args.results).read_text())["rows"]
+    files = [args.results, *args.also_results]
+    rows = [row for row in trained_rows(out, files)
             if args.all_entries or space.contains(mbnas.load_arch(out / row["arch"]))]
     if len(rows) < 3:
-        raise SystemExit(f"search_quality.py: {out / args.results} has {len(rows)} trained "
+        raise SystemExit(f"search_quality.py: {', '.join(files)} in {out} hold {len(rows)} trained "
                          f"members of the {space.name} space; ranking needs 3 or more (add "
                          "--members N to the search stage)")
     archs = [mbnas.load_arch(out / row["arch"]) for row in rows]
@@ -280,6 +281,17 @@ def rank_stage(args: argparse.Namespace, budget: int, out: Path) -> dict:
                                 "features": {feature: kendall(values, truth)
                                              for feature, values in features.items()}})
     return result
+
+
+def trained_rows(out: Path, files: list[str]) -> list[dict]:
+    """The rows of the results ``files`` in ``out``, one per entry: an entry trained in several
+    (the same recipe on two hosts, say) gets the mean of their accuracies."""
+    by_entry: dict[str, list[dict]] = {}
+    for name in files:
+        for row in json.loads((out / name).read_text())["rows"]:
+            by_entry.setdefault(row["entry"], []).append(row)
+    return [{**rows[0], "accuracy": statistics.mean(row["accuracy"] for row in rows)}
+            for rows in by_entry.values()]
 
 
 def kendall(values: list[float], truth: list[float]) -> float:
@@ -395,6 +407,9 @@ def main() -> None:
                         help="the trainings' file in --out (written by train and collect, which "
                              "keep its rows of other entries; read by rank): one per recipe, "
                              "e.g. results-12ep.json")
+    parser.add_argument("--also-results", action="append", default=[], metavar="FILE",
+                        help="rank: also these trainings' files in --out (repeat it), e.g. the "
+                             "same recipe on another host; an entry in several gets the mean")
     args = parser.parse_args()
     budget, out = parse_count(args.budget), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -411,9 +426,10 @@ def main() -> None:
         args.space = searched_space(args.space or earlier, out)
         manifest = search_stage(args, budget, out)
     if args.stage == "rank":
-        if not (out / args.results).is_file():
-            raise SystemExit(f"search_quality.py: {out / args.results} is missing: run "
-                             "--stage train with this --out first")
+        for name in (args.results, *args.also_results):
+            if not (out / name).is_file():
+                raise SystemExit(f"search_quality.py: {out / name} is missing: run "
+                                 "--stage train with this --out first")
         result = rank_stage(args, budget, out)
         (out / "rank.json").write_text(json.dumps({"args": vars(args), **result}, indent=2))
         print_rank(result)

@@ -62,7 +62,7 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
     args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator="zero_cost",
                               space=sq.SPACE,
-                              all_entries=False, results="results.json",
+                              all_entries=False, results="results.json", also_results=[],
                               # A weight of 0 turns the space's NASWOT off: MACs is left.
                               set=["reference_archs=3", "batch_size=4", "features.naswot=0"])
     result = sq.rank_stage(args, BUDGET, tmp_path)
@@ -72,6 +72,17 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
     # The cifar space's own zero_cost settings apply: its score is MACs, as is the accuracy.
     assert set(seed["features"]) == {"macs"}
     assert len(seed["scores"]) == 4 and seed["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_an_entry_trained_in_several_results_files_ranks_by_its_mean(tmp_path):
+    def row(entry, accuracy):
+        return {"entry": entry, "arch": f"{entry}.yaml", "accuracy": accuracy}
+
+    (tmp_path / "cpu.json").write_text(json.dumps({"rows": [row("a", 0.80), row("b", 0.70)]}))
+    (tmp_path / "gpu.json").write_text(json.dumps({"rows": [row("b", 0.74), row("c", 0.90)]}))
+    rows = sq.trained_rows(tmp_path, ["cpu.json", "gpu.json"])
+    assert [(r["entry"], r["accuracy"]) for r in rows] == [
+        ("a", 0.80), ("b", pytest.approx(0.72)), ("c", 0.90)]
 
 
 def test_help_lists_every_option(capsys, monkeypatch):
