@@ -1,5 +1,6 @@
 """Exactly n_trials for any number of workers, duplicates, retries of a dead worker's trial."""
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -206,3 +207,21 @@ def test_other_errors_still_stop_the_worker():
 
     with pytest.raises(RuntimeError, match="a real bug"):
         run_trials(study, objective, [])
+
+
+def test_trials_collect_only_what_was_made_after_the_search_started():
+    """What exists when the trials start (data, reference sample, supernet) is frozen out of
+    the collection after each trial, and handed back to the collector when they end, also on
+    an error."""
+    study = optuna.create_study(direction="maximize")
+    frozen_during = []
+
+    def objective(trial):
+        frozen_during.append(gc.get_freeze_count())
+        if trial.number == 1:
+            raise RuntimeError("stop")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="stop"):
+        run_trials(study, objective, [])
+    assert frozen_during[0] > 1000 and gc.get_freeze_count() == 0

@@ -24,6 +24,7 @@ is waited for.
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 import time
@@ -143,19 +144,27 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
     period (suspended, or cut off from the database), so its trial was taken for dead and
     enqueued again. Optuna then fails to tell the trial (in one of several ways); any other
     error propagates, except those in ``catch``, which fail their trial only."""
-    while True:
-        before = taken_over(study)
-        try:
-            study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True,
-                           catch=catch)
-            return
-        except Exception:
-            lost = taken_over(study) - before
-            if not lost:
-                raise
-            print(f"  trial #{min(lost)} of this worker was taken for dead by another worker "
-                  "(silent for longer than heartbeat.grace_s) and is retried; going on",
-                  flush=True)
+    # The collection after each trial frees what a candidate left in reference cycles (its
+    # model, hooks); freezing what exists now (data, the evaluator's reference sample, the
+    # warmed-up supernet) spares it from walking those objects every time: on the cifar space
+    # that walk took about a fifth of the search.
+    gc.freeze()
+    try:
+        while True:
+            before = taken_over(study)
+            try:
+                study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True,
+                               catch=catch)
+                return
+            except Exception:
+                lost = taken_over(study) - before
+                if not lost:
+                    raise
+                print(f"  trial #{min(lost)} of this worker was taken for dead by another "
+                      "worker (silent for longer than heartbeat.grace_s) and is retried; going "
+                      "on", flush=True)
+    finally:
+        gc.unfreeze()
 
 
 def taken_over(study: optuna.Study) -> set[int]:
