@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Latency-table error on a lent GPU host's CPU, each build pinned to its own physical core with
-# that core's other hyper-thread left idle; the results table comes back in $OUT/latency.log.
+# that core's other hyper-thread left idle; the results table comes back in $OUT/latency.log,
+# the tables themselves (every block and network measured, to fit models to offline) in
+# $OUT/tables.tar.gz.
 #
 #   bash benchmarks/device_latency.sh SPACE:RUNTIME... [-- latency_table.py options]
 #
@@ -27,7 +29,7 @@ echo "physical cores used: ${cores[*]}" | tee -a "$out/host.txt"
 python3 -c 'import torch, onnxruntime; print("torch", torch.__version__, "onnxruntime", onnxruntime.__version__)' \
     | tee -a "$out/host.txt"
 deadline=${DEADLINE:-240}
-logs=$(mktemp -d)
+logs=$(mktemp -d) tables=$(mktemp -d)
 next=0
 for build in "${builds[@]}"; do
     while (( $(jobs -rp | wc -l) >= ${#cores[@]} )); do wait -n; done
@@ -38,10 +40,11 @@ for build in "${builds[@]}"; do
     budget=$(( deadline - (SECONDS - start) ))
     (( budget > 0 )) || budget=1
     timeout "$budget" taskset -c "$core" python3 benchmarks/latency_table.py --spaces "$space" \
-        --runtimes "$runtime" "$@" > "$logs/$space-$runtime.log" 2>&1 &
+        --runtimes "$runtime" --out-dir "$tables" "$@" > "$logs/$space-$runtime.log" 2>&1 &
 done
 wait
 { cat "$out/host.txt"; echo; for log in "$logs"/*.log; do tail -n 1 "$log"; done; } \
     | tee "$out/latency.log"
 tail -n 5 "$logs"/*.log > "$out/latency-tails.log"
+tar -czf "$out/tables.tar.gz" -C "$tables" .
 echo "done in $((SECONDS - start)) s"
