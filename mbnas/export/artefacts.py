@@ -166,7 +166,14 @@ def export_program(model: torch.nn.Module, arch: ArchSpec, path: str | Path) -> 
     with quiet_exporters():
         program = torch.export.export(model.eval(), (example_input(arch, batch=2),),
                                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    return write_atomically(path, lambda tmp: torch.export.save(program, tmp))
+    return write_atomically(path, lambda tmp: save_program(program, tmp))
+
+
+def save_program(program: torch.export.ExportedProgram, path: Path) -> None:
+    # Through an open file: given a name, torch warns on the console that the temporary
+    # name does not end in .pt2.
+    with open(path, "wb") as file:
+        torch.export.save(program, file)
 
 
 def onnx_dynamic_shapes(dynamic_size: bool) -> tuple[dict[int, Any]]:
