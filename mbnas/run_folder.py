@@ -126,18 +126,23 @@ class RunFolder:
         temporary.write_text(yaml.safe_dump(dict(settings), sort_keys=False))
         os.replace(temporary, self.config)
 
-    def network(self) -> tuple[Path, Path]:
+    def network(self, weights_required: bool = True) -> tuple[Path, Path | None]:
         """The ArchSpec and weights of a train run (arch.yaml, model.pt) or a search run
-        (best.yaml, best.pt)."""
+        (best.yaml, best.pt). A search writes both at once or best.yaml alone (its evaluator
+        scores untrained networks, or export.weights=false): then the weights are ``None``
+        unless ``weights_required``."""
         if not self.path.is_dir():
             raise ConfigError(str(self.path), "no such run folder", "give runs/<name> of a "
                               "finished `train` or `search` run")
         for arch, weights in ((self.arch, self.model), (self.best_yaml, self.best_weights)):
             if arch.is_file():
-                if not weights.is_file():
-                    raise ConfigError(str(weights), "missing: the run has an architecture but "
-                                      "no weights", "let the run finish (train) or export "
-                                      "weights (search: export.weights=true)")
-                return arch, weights
+                if weights.is_file():
+                    return arch, weights
+                if arch == self.best_yaml and not weights_required:
+                    return arch, None
+                raise ConfigError(str(weights), "missing: the run has an architecture but "
+                                  "no weights", "let the run finish (train) or export "
+                                  "weights (search: export.weights=true, with an evaluator "
+                                  "that trains)")
         raise ConfigError(str(self.path), "holds neither arch.yaml (a train run) nor best.yaml "
                           "(a search run)", "give the folder of a finished run")

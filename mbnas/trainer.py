@@ -147,7 +147,10 @@ def network_arch(cfg: TrainConfig, num_classes: int) -> tuple[ArchSpec, Path | N
     """The ArchSpec to train (classes set to the dataset's) and the weights to start from."""
     weights = None
     if cfg.init:
-        arch_path, weights = RunFolder(Path(cfg.init)).network()
+        arch_path, weights = RunFolder(Path(cfg.init)).network(weights_required=False)
+        if weights is None:
+            print(f"{cfg.init} holds no weights (its search scored networks untrained): "
+                  "training its architecture from scratch", flush=True)
         arch = load_arch(cfg.arch or arch_path)
     elif cfg.arch:
         arch = load_arch(cfg.arch)
@@ -173,7 +176,9 @@ def run_data(folder: str | Path, changes: Mapping[str, Any]) -> tuple[DataConfig
 
 def network_files(folder: str | Path) -> tuple[Path, Path]:
     """The ArchSpec and weights a finished train or search run saved."""
-    return RunFolder(Path(folder)).network()
+    arch, weights = RunFolder(Path(folder)).network()
+    assert weights is not None  # network() raises when they are required and missing
+    return arch, weights
 
 
 def evaluate_run(folder: str | Path, data: DataConfig, device: torch.device

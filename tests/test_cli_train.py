@@ -116,6 +116,21 @@ def test_init_from_a_search_run(tmp_path, tiny_arch, monkeypatch, capsys):
     assert mbnas.load_arch(run / "arch.yaml").num_classes == 10
 
 
+def test_init_from_a_search_that_scored_untrained_networks(tmp_path, tiny_arch, monkeypatch,
+                                                          capsys):
+    """A zero_cost search writes best.yaml alone: `train init=` trains it from scratch and says
+    so; `evaluate` refuses it, there being nothing trained to evaluate."""
+    monkeypatch.chdir(tmp_path)
+    search = tmp_path / "runs" / "search"
+    mbnas.load_arch(tiny_arch).replace(name="found").save(search / "best.yaml")
+    assert main(["train", "init=runs/search", *SMALL, "epochs=1"]) == 0
+    assert "holds no weights" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "found" / "model.pt").is_file()
+    assert main(["evaluate", "run=runs/search", "format=json"]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt: missing" in err and "Traceback" not in err
+
+
 def test_cifar_format_end_to_end(tmp_path, tiny_arch, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     root = write_cifar(tmp_path / "cifar", batches=2, per_batch=40)

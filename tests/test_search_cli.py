@@ -181,6 +181,8 @@ def test_progress_lines_name_the_score_as_the_evaluator_measures_it(single_run, 
     assert lines and all(" score " in line and "accuracy" not in line for line in lines)
     assert "best       trial" in untrained.stdout and ": score " in untrained.stdout
     assert "(synthetic data)" in untrained.stdout  # its proxies saw synthetic images
+    assert "# train the winner from scratch" in untrained.stdout  # it has no weights to start from
+    assert "# train the winner further" in trained.stdout
 
 
 def test_warmup_under_torchrun_then_a_worker_only_scores(tmp_path):

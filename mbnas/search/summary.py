@@ -22,10 +22,12 @@ def next_commands(folder: RunFolder, storage: str) -> list[tuple[str, str]]:
     """The quick tour's next steps (command, comment) for a search run folder whose study is in
     ``storage`` (as shown: no password)."""
     run = folder.path
+    training = ("train the winner further" if folder.best_weights.is_file()
+                else "train the winner from scratch")
     return [(f"tensorboard --logdir {run}", "study plots first, then trials"),
             (f"python -m mbnas report run={run}", "top trials and the Pareto set"),
             (f"python -m mbnas export run={run} pt2=true", "deployable files"),
-            (f"python -m mbnas train init={run} name=mine", "train the winner further"),
+            (f"python -m mbnas train init={run} name=mine", training),
             (f"python -m mbnas cost arch={folder.best_yaml}", "per-stage cost + latency"),
             (f"optuna-dashboard {storage}", "optional: pip install optuna-dashboard")]
 
