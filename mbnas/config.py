@@ -157,6 +157,12 @@ def _explained(command: str, overrides: list[str], schema: type, fix: str
         if key not in keys and key not in groups and not any(
                 key.startswith(k + ".") for k in open_keys):
             return ConfigError(key, f"unknown option{did_you_mean(key, keys)}", fix)
+        inner = [k for k in keys if k.startswith(key + ".")]
+        # A mapping given one value (cost's latency=none); {...} replaces a mapping whole.
+        if inner and key not in groups and value and not value.startswith("{"):
+            return ConfigError(key, f"holds settings ({', '.join(inner[:4])}"
+                               f"{', ...' if len(inner) > 4 else ''}), not one value",
+                               f"set one of them, e.g. {inner[0]}=...")
     return None
 
 

@@ -71,6 +71,13 @@ def test_the_preset_choice_is_part_of_the_search_config():
     assert load_config("search", [], SearchConfig).preset == "default"
 
 
+def test_a_group_of_settings_given_one_value_names_its_settings(capsys):
+    assert main(["cost", "arch=mobilenet_v3_small", "latency=none"]) == 2
+    err = capsys.readouterr().err
+    assert "latency: holds settings (latency." in err and "set one of them" in err
+    assert "Traceback" not in err
+
+
 def test_a_path_under_the_home_folder_is_written_out(monkeypatch, tmp_path):
     from mbnas.config import load_config
     from mbnas.trainer import TrainConfig
