@@ -149,8 +149,8 @@ def network_arch(cfg: TrainConfig, num_classes: int) -> tuple[ArchSpec, Path | N
     if cfg.init:
         arch_path, weights = RunFolder(Path(cfg.init)).network(weights_required=False)
         if weights is None:
-            print(f"{cfg.init} holds no weights (its search scored networks untrained): "
-                  "training its architecture from scratch", flush=True)
+            print(f"{cfg.init} holds no weights (its search scored networks untrained, or "
+                  "exported none): training its architecture from scratch", flush=True)
         arch = load_arch(cfg.arch or arch_path)
     elif cfg.arch:
         arch = load_arch(cfg.arch)
