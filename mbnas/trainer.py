@@ -260,7 +260,9 @@ class Trainer:
 
     def fit(self) -> None:
         """Train up to ``total_steps``, validating and checkpointing after every epoch."""
-        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step) \
+        # The checkpoint of step S was saved after step S's events were written: hide only
+        # the later ones, which the killed run wrote and this one writes again.
+        writer = SummaryWriter(str(self.run.tensorboard), purge_step=self.step + 1) \
             if self.main else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.run.name,
                    disable=not (self.cfg.progress and self.main), unit="step",

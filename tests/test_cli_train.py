@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_data import write_cifar
 
 import mbnas
@@ -90,6 +91,15 @@ def test_resume_is_exact(tmp_path, tiny_arch, monkeypatch):
     resumed = torch.load(tmp_path / "runs" / "resumed" / "model.pt")
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # TensorBoard shows one curve: the killed epoch's steps replaced, those before it kept.
+    assert scalars(tmp_path / "runs" / "resumed") == scalars(tmp_path / "runs" / "straight")
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    return {tag: [(e.step, round(e.value, 5)) for e in events.Scalars(tag)]
+            for tag in ("train/loss", "val/accuracy")}
 
 
 def test_changed_settings_refuse_to_resume(tmp_path, tiny_arch, monkeypatch, capsys):
