@@ -62,6 +62,16 @@ def test_scoring_evaluators_pay_for_their_reference_members_once():
     assert estimate(predictor, DATA, TIMES, steps_done=100).setup_s == 0.0  # labelled then
 
 
+def test_architecture_features_alone_are_counted_not_run():
+    counted = {"name": "zero_cost", "reference_archs": 50,
+               "features": {"macs": 1.0, "activations": 1.0, "naswot": 0.0}}
+    expected = estimate(counted, DATA, TIMES)
+    assert expected.setup_s == 0.0
+    assert expected.trial_s == pytest.approx(0.3 + TRIAL_OVERHEAD_S)
+    with_a_proxy = {**counted, "features": {"macs": 1.0, "naswot": 1.0}}
+    assert estimate(with_a_proxy, DATA, TIMES).trial_s == pytest.approx(expected.trial_s + 0.75)
+
+
 def test_the_run_own_work_is_timed_and_leaves_the_generators_as_they_were():
     space = load_space(str(TINY)).replace(num_classes=4)
     settings = {**SUPERNET, "num_random": 1, "distill": True, "budget_aware": True,

@@ -56,7 +56,8 @@ def test_architecture_features_alone_read_no_images(space, tmp_path):
     missing = DataConfig(name="cifar10", root=str(tmp_path / "absent"), resolution=16)
     context = EvaluationContext(data=missing, device=torch.device("cpu"), seed=0, space=space,
                                 budget=Budget())
-    cfg = evaluator_config({"name": "zero_cost", "features": {"macs": 1.0, "swap": 0.0},
+    cfg = evaluator_config({"name": "zero_cost",
+                            "features": {"macs": 1.0, "activations": 1.0, "swap": 0.0},
                             "reference_archs": 4})
     assert not cfg.reads_data
     evaluator = make_evaluator(cfg, context)  # would fail on the missing folder if it read it

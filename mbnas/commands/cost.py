@@ -1,4 +1,5 @@
-"""``python -m mbnas cost arch=<name|yaml>``: per-stage MACs and parameters, and CPU latency."""
+"""``python -m mbnas cost arch=<name|yaml>``: per-stage MACs, parameters and activations, and CPU
+latency."""
 
 from __future__ import annotations
 
@@ -47,15 +48,17 @@ def run(cfg: Config) -> None:
         print(json.dumps(result))
         return
     print(f"{arch.name} at {arch.resolution}x{arch.resolution}, {arch.num_classes} classes")
-    header = f"{'stage':<8} {'out res':>7} {'channels':>8} {'MACs':>15} {'params':>12}"
+    header = (f"{'stage':<8} {'out res':>7} {'channels':>8} {'MACs':>15} {'params':>12} "
+              f"{'activations':>12}")
     print(header)
     print("-" * len(header))
     for row in cost.stages:
         print(f"{row.name:<8} {row.resolution:>7} {row.channels:>8} {row.macs:>15,} "
-              f"{row.params:>12,}")
+              f"{row.params:>12,} {row.activations:>12,}")
     print("-" * len(header))
-    print(f"{'total':<25} {cost.macs:>15,} {cost.params:>12,}")
-    print(f"= {format_count(cost.macs)} MACs, {format_count(cost.params)} parameters")
+    print(f"{'total':<25} {cost.macs:>15,} {cost.params:>12,} {cost.activations:>12,}")
+    print(f"= {format_count(cost.macs)} MACs, {format_count(cost.params)} parameters, "
+          f"{format_count(cost.activations)} activations (conv and linear outputs per image)")
     if latency:
         print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) with "
               f"{latency.runtime} on {processor_name()}, batch {cfg.latency.batch}, "

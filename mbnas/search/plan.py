@@ -19,6 +19,7 @@ from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.data import DataConfig, make_dataset, split_indices
 from mbnas.machine_load import machine_load
+from mbnas.proxies import PROXIES
 from mbnas.search.config import SearchConfig
 from mbnas.search.pruning import describe as describe_pruner
 from mbnas.search.timing import Timings
@@ -76,13 +77,20 @@ def estimate(evaluator: Mapping[str, Any], data: DataConfig, times: Timings, *,
         work = times.extract + steps * times.train_step + forwards * times.forward
         setup = 0.0
     else:
-        work = times.extract + times.train_step
+        work = times.extract + times.train_step if runs_candidates(evaluator) else 0.0
         setup = work * int(evaluator.get("reference_archs", 0) or evaluator.get("label_archs", 0))
     warmup = max(int(evaluator.get("warmup_steps", 0)) - steps_done, 0)
     if steps_done and not warmup:
         setup = 0.0  # a finished warm-up's run labelled its members too (resumed)
     return Estimate(warmup, times.warmup_step, setup,
                     work + times.latency + TRIAL_OVERHEAD_S)
+
+
+def runs_candidates(evaluator: Mapping[str, Any]) -> bool:
+    """Whether a scoring evaluator runs each candidate on images: all but a zero-cost score of
+    architecture features alone (MACs, activations...), which are counted, not run."""
+    features = evaluator.get("features")
+    return features is None or any(weight and name in PROXIES for name, weight in features.items())
 
 
 def format_duration(seconds: float) -> str:
