@@ -62,6 +62,12 @@ FEATURES = (*PROXIES, *ARCH_FEATURES)
 REFERENCE_FILE = "zero_cost_reference.json"
 
 
+def reads_images(features: dict[str, float]) -> bool:
+    """Whether a score of these feature weights runs the candidate on images (a proxy has a
+    weight), rather than counting architecture features alone."""
+    return any(weight and name in PROXIES for name, weight in features.items())
+
+
 def reference_spread(values: list[float], what: str, fix: str) -> tuple[float, float]:
     """Mean and standard deviation (1 where the values do not vary) of a reference sample;
     :class:`~mbnas.errors.Diverged` when a value is NaN or infinite (it would make every
@@ -106,7 +112,7 @@ class ZeroCostConfig(EvaluatorConfig):
 
     @property
     def reads_data(self) -> bool:
-        return any(name in PROXIES for name in self.used)
+        return reads_images(self.features)
 
     def check(self) -> None:
         check_feature_weights(self.features, "evaluator.features")

@@ -18,8 +18,8 @@ import torch
 from mbnas.budget import Budget
 from mbnas.cost import count
 from mbnas.data import DataConfig, make_dataset, split_indices
+from mbnas.evaluators.zero_cost import reads_images
 from mbnas.machine_load import machine_load
-from mbnas.proxies import PROXIES
 from mbnas.search.config import SearchConfig
 from mbnas.search.pruning import describe as describe_pruner
 from mbnas.search.timing import Timings
@@ -90,7 +90,7 @@ def runs_candidates(evaluator: Mapping[str, Any]) -> bool:
     """Whether a scoring evaluator runs each candidate on images: all but a zero-cost score of
     architecture features alone (MACs, activations...), which are counted, not run."""
     features = evaluator.get("features")
-    return features is None or any(weight and name in PROXIES for name, weight in features.items())
+    return features is None or reads_images(features)
 
 
 def format_duration(seconds: float) -> str:
