@@ -60,16 +60,16 @@ def test_rank_stage_ranks_only_trained_members(tmp_path):
         rows.append({"entry": label, "arch": entry["arch"], "macs": cost.macs,
                      "params": cost.params, "accuracy": cost.macs / BUDGET})
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
-    args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator="zero_cost",
+    args = argparse.Namespace(data=str(CIFAR), seed=0, rank_seeds=1, evaluator=None,
                               space=sq.SPACE,
                               all_entries=False, results="results.json", also_results=[],
-                              # A weight of 0 turns the space's NASWOT off: MACs is left.
-                              set=["reference_archs=3", "batch_size=4", "features.naswot=0"])
+                              # A weight of 0 turns the space's activations off: MACs is left.
+                              set=["reference_archs=3", "features.activations=0"])
     result = sq.rank_stage(args, BUDGET, tmp_path)
     assert result["entries"] == [f"(d) random member {i}" for i in range(4)]
     assert result["baselines"]["macs"] == pytest.approx(1.0)
     (seed,) = result["seeds"]
-    # The cifar space's own zero_cost settings apply: its score is MACs, as is the accuracy.
+    # The cifar space's own evaluator and settings apply: its score is MACs, as is the accuracy.
     assert set(seed["features"]) == {"macs"}
     assert len(seed["scores"]) == 4 and seed["kendall_tau"] == pytest.approx(1.0)
 

@@ -117,13 +117,15 @@ def composed_evaluator(*overrides):
 
 def test_a_space_may_set_its_evaluator_and_the_user_adds_on_top():
     cifar = mbnas.load_space("cifar")
-    own = {"macs": 1.0, "naswot": 1.0}
-    assert (cifar.evaluator, dict(cifar.evaluator_settings)) == ("zero_cost", {"features": own})
+    own = {"macs": 1.0, "activations": 1.0}
+    assert (cifar.evaluator, dict(cifar.evaluator_settings)) == ("counted", {"features": own})
     # The space's mapping replaces the conf's weights whole, whether or not evaluator= is given.
     assert dict(composed_evaluator("space=cifar").features) == own
-    assert dict(composed_evaluator("space=cifar", "evaluator=zero_cost").features) == own
-    assert dict(composed_evaluator("space=cifar", "+evaluator.features.swap=2",
-                                   "evaluator.batch_size=32").features) == {**own, "swap": 2}
+    assert dict(composed_evaluator("space=cifar", "evaluator=counted").features) == own
+    assert dict(composed_evaluator("space=cifar", "+evaluator.features.depth=2",
+                                   "evaluator.reference_archs=8").features) == {**own, "depth": 2}
+    # Another evaluator takes its own conf's settings, not the space's.
+    assert "naswot" not in composed_evaluator("space=cifar", "evaluator=zero_cost").features
     assert composed_evaluator("space=cifar", "evaluator=supernet").name == "supernet"
 
 

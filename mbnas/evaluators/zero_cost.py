@@ -90,15 +90,14 @@ def check_feature_weights(features: dict[str, float], key: str) -> None:
 
 
 @dataclass
-class ZeroCostConfig(EvaluatorConfig):
-    """Schema of ``conf/evaluator/zero_cost.yaml``."""
+class FeatureScoreConfig(EvaluatorConfig):
+    """What every weighted sum of standardised features is configured by (``evaluator=zero_cost``
+    and ``evaluator=counted``)."""
 
-    name: str = "zero_cost"
     # Weight of each standardised feature in the score: proxies of mbnas.proxies, or depth,
     # macs, params, activations; a weight of 0 turns a feature off (the shipped config lists the
     # defaults).
     features: dict[str, float] = field(default_factory=dict)
-    batch_size: int = 64  # training images the proxies see (the same batch for every candidate)
     reference_archs: int = 50  # members within budget that standardise each feature
     # Share of the deepest member's computing layers beyond which ``depth`` stops counting: on
     # NAS-Bench-Macro, past about 3/4 of the deepest, the best networks spend their MACs on
@@ -118,11 +117,22 @@ class ZeroCostConfig(EvaluatorConfig):
         check_feature_weights(self.features, "evaluator.features")
         if not self.used:
             raise ConfigError("evaluator.features", "no feature has a weight",
-                              "give at least one, e.g. evaluator.features.swap=1")
-        check_int(self.batch_size, "evaluator.batch_size", minimum=2)
+                              "give at least one, e.g. evaluator.features.macs=1")
         check_int(self.reference_archs, "evaluator.reference_archs", minimum=2)
         check_float(self.depth_cap, "evaluator.depth_cap", low=0.0, high=1.0,
                     low_inclusive=False)
+
+
+@dataclass
+class ZeroCostConfig(FeatureScoreConfig):
+    """Schema of ``conf/evaluator/zero_cost.yaml``."""
+
+    name: str = "zero_cost"
+    batch_size: int = 64  # training images the proxies see (the same batch for every candidate)
+
+    def check(self) -> None:
+        super().check()
+        check_int(self.batch_size, "evaluator.batch_size", minimum=2)
 
 
 @register
@@ -132,9 +142,9 @@ class ZeroCostEvaluator(Evaluator):
     name = "zero_cost"
     score_name = "score"
     config = ZeroCostConfig
-    cfg: ZeroCostConfig
+    cfg: FeatureScoreConfig
 
-    def __init__(self, cfg: ZeroCostConfig, context: EvaluationContext) -> None:
+    def __init__(self, cfg: FeatureScoreConfig, context: EvaluationContext) -> None:
         super().__init__(cfg, context)
         if cfg.reads_data:
             self.images, self.labels = self.proxy_batch()
@@ -215,5 +225,5 @@ class ZeroCostEvaluator(Evaluator):
         score = self.score(values)
         seconds = time.perf_counter() - start
         if log is not None:
-            log.evaluation("zero_cost", values, seconds)
+            log.evaluation(self.name, values, seconds)
         return Evaluation(score, seconds, values)
