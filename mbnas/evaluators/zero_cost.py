@@ -28,7 +28,7 @@ import torch
 
 from mbnas.arch import ArchSpec
 from mbnas.budget import WithinBudget
-from mbnas.cost import count
+from mbnas.cost import Cost, count
 from mbnas.data import make_loader
 from mbnas.errors import ConfigError, Diverged
 from mbnas.evaluators.base import (
@@ -52,11 +52,12 @@ def computing_layers(arch: ArchSpec) -> float:
     return float(sum(block.type != "skip" for block in arch.blocks()))
 
 
-ARCH_FEATURES: dict[str, Callable[[ArchSpec], float]] = {
-    "depth": computing_layers,
-    "macs": lambda arch: math.log(count(arch).macs),
-    "params": lambda arch: math.log(count(arch).params),
-    "activations": lambda arch: math.log(count(arch).activations),
+# Each from the architecture and its cost, counted once for all of them.
+ARCH_FEATURES: dict[str, Callable[[ArchSpec, Cost], float]] = {
+    "depth": lambda arch, cost: computing_layers(arch),
+    "macs": lambda arch, cost: math.log(cost.macs),
+    "params": lambda arch, cost: math.log(cost.params),
+    "activations": lambda arch, cost: math.log(cost.activations),
 }
 FEATURES = (*PROXIES, *ARCH_FEATURES)
 REFERENCE_FILE = "zero_cost_reference.json"
@@ -163,7 +164,8 @@ class ZeroCostEvaluator(Evaluator):
 
     def features(self, arch: ArchSpec) -> dict[str, float]:
         """The raw value of every configured feature for ``arch`` (untrained, seeded by arch)."""
-        values = {name: ARCH_FEATURES[name](arch) for name in self.cfg.used
+        cost = count(arch)
+        values = {name: ARCH_FEATURES[name](arch, cost) for name in self.cfg.used
                   if name in ARCH_FEATURES}
         if "depth" in values:
             values["depth"] = min(values["depth"], self.depth_limit)
