@@ -89,5 +89,8 @@ def test_a_cifar_search_counts_its_candidates_on_synthetic_data_without_warning(
     run = tmp_path / "runs" / "counted"
     assert yaml.safe_load((run / "config.yaml").read_text())["evaluator"]["name"] == "counted"
     best = mbnas.load_arch(run / "best.yaml")
-    assert mbnas.count(best).macs <= 20e6
+    cost = mbnas.count(best)
+    assert cost.macs <= 20e6
+    # The trial's costs head the exported file, activations (the score's feature) among them.
+    assert f"# activations: {cost.activations}\n" in (run / "best.yaml").read_text()
     assert not (run / "best.pt").exists()  # no weights: counted trains nothing

@@ -56,10 +56,11 @@ def test_report_json_lists_every_trial_and_no_complete_trial_exceeds_budget(sing
     result = report(run)
     assert result["counts"]["complete"] == 5 and result["counts"]["pruned"] > 0
     for trial in result["trials"]:
-        assert {"number", "state", "macs", "params", "latency_ms", "accuracy",
+        assert {"number", "state", "macs", "params", "activations", "latency_ms", "accuracy",
                 "choices"} <= set(trial)
         if trial["state"] == "complete":
             assert trial["macs"] <= 500_000 and 0.0 <= trial["accuracy"] <= 1.0
+            assert trial["activations"] > 0
             assert trial["choices"]
         else:
             assert trial["state"] == "pruned" and "budget" in trial["pruned_reason"]

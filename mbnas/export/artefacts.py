@@ -285,5 +285,6 @@ def export_standalone(arch: ArchSpec, out: str | Path, request: ExportRequest | 
     the YAML with its MACs and parameters, timm's recipe and the requested ONNX / TorchScript /
     torch.export files."""
     cost = count(arch)
-    summary = {"macs": cost.macs, "params": cost.params, "resolution": arch.resolution}
+    summary = {"macs": cost.macs, "params": cost.params, "activations": cost.activations,
+               "resolution": arch.resolution}
     return export_trial(arch, Path(out) / arch.name, summary, None, request)

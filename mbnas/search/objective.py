@@ -60,10 +60,12 @@ class Candidate:
     macs: int
     params: int
     latency_ms: float | None
+    activations: int | None = None  # elements of every conv and Linear output per image
 
     @property
     def costs(self) -> dict[str, float | None]:
-        return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}
+        return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms,
+                "activations": self.activations}
 
 
 def failure_reason(error: BaseException) -> str:
@@ -102,7 +104,7 @@ class Objective:
         # Latency costs a measurement: skip it for candidates already over another budget.
         if self.estimate_latency is not None and fits_otherwise:
             latency = self.estimate_latency(arch)
-        return Candidate(arch, cost.macs, cost.params, latency)
+        return Candidate(arch, cost.macs, cost.params, latency, cost.activations)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         record_worker(trial)

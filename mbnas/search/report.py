@@ -11,7 +11,7 @@ from mbnas.search.objective import cost_metric
 from mbnas.search.run import load_run
 from mbnas.search.trials import best_trials, pareto_indices, trial_records
 
-COLUMNS = ("number", "state", "accuracy", "macs", "params", "latency_ms")
+COLUMNS = ("number", "state", "accuracy", "macs", "params", "activations", "latency_ms")
 # Every state an Optuna trial can be in: a report hides none (running: in flight, or left by a
 # worker that died until the heartbeat fails it; waiting: enqueued, e.g. a retry).
 STATES = ("complete", "pruned", "fail", "running", "waiting")
@@ -48,7 +48,7 @@ def _cell(key: str, value: Any) -> str:
         return "-"
     if key == "accuracy":
         return f"{value:.4f}"
-    if key in ("macs", "params"):
+    if key in ("macs", "params", "activations"):
         return f"{value / 1e6:.2f}M"
     if key == "latency_ms":
         return f"{value:.2f}"

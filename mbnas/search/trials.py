@@ -18,7 +18,7 @@ from mbnas.arch import ArchSpec
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 FAIL = optuna.trial.TrialState.FAIL
-METRICS = ("accuracy", "macs", "params", "latency_ms")
+METRICS = ("accuracy", "macs", "params", "latency_ms", "activations")
 # User attribute of a trial that re-sampled a scored architecture: the number of that trial.
 DUPLICATE_OF = "duplicate_of"
 # User attribute of a trial enqueued to explore after a repeat (it waits its turn like a sampled
@@ -49,6 +49,7 @@ class TrialRecord:
     duplicate_of: int | None
     evaluation_s: float | None
     stopped_at_step: int | None = None  # where a pruner stopped its training (multi-fidelity)
+    activations: int | None = None  # per image; None in runs made before it was recorded
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -62,11 +63,12 @@ class TrialRecord:
                    failed_reason=attrs.get("failed_reason"),
                    duplicate_of=attrs.get(DUPLICATE_OF),
                    evaluation_s=attrs.get("evaluation_s"),
-                   stopped_at_step=attrs.get(STOPPED_AT))
+                   stopped_at_step=attrs.get(STOPPED_AT),
+                   activations=attrs.get("activations"))
 
     @property
     def metrics(self) -> dict[str, float | None]:
-        """Score and costs by name: accuracy, macs, params, latency_ms."""
+        """Score and costs by name: accuracy, macs, params, latency_ms, activations."""
         return {key: getattr(self, key) for key in METRICS}
 
     def arch_spec(self) -> ArchSpec:
