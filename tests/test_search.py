@@ -180,6 +180,20 @@ def test_stop_gives_up_when_the_budget_leaves_too_little():
     assert len(study.trials) == 4 and "raise it" in stop.reason
 
 
+def test_over_budget_candidates_end_a_search_only_in_a_row():
+    study = optuna.create_study(direction="maximize")
+    stop = StopAtTotal(evaluated=5, max_pruned=4)
+
+    def objective(trial):  # three over budget for each one within it, as random search at 20M
+        if trial.number % 4 != 3:
+            raise optuna.TrialPruned()
+        return 1.0
+
+    study.optimize(objective, n_trials=50, callbacks=[stop])
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 5
+    assert len(study.trials) == 20 and not stop.reason
+
+
 @pytest.mark.parametrize("points, front", [
     ([{"accuracy": .5, "macs": 1}, {"accuracy": .6, "macs": 2}, {"accuracy": .4, "macs": 3}],
      [0, 1]),

@@ -13,9 +13,9 @@ from mbnas.search.trials import (
     TrialRecord,
     best_trials,
     count_scored,
-    count_trials,
     is_repeat,
     pareto_indices,
+    pruned_in_a_row,
     trial_records,
 )
 from mbnas.tensorboard import StudyLog
@@ -23,10 +23,12 @@ from mbnas.tensorboard import StudyLog
 
 class StopAtTotal:
     """Stop once the study (all workers together) holds ``evaluated`` evaluated candidates, or
-    ``max_pruned`` over-budget ones, or ``max_pruned`` repeats of scored architectures:
-    over-budget candidates and repeats are nearly free and never counted, but a sampler that
-    proposes nothing else has run out of space; or once ``max_failed`` candidates in a row
-    failed here (diverged): the settings, not the candidates, are at fault."""
+    ``max_pruned`` over-budget ones in a row, or ``max_pruned`` repeats of scored architectures
+    in all: over-budget candidates and repeats are nearly free and never counted, but a sampler
+    that proposes nothing else has run out of space (a budget that leaves a quarter of the
+    space costs random search three over-budget candidates an evaluated one, and that ratio
+    must not end a long search); or once ``max_failed`` candidates in a row failed here
+    (diverged): the settings, not the candidates, are at fault."""
 
     def __init__(self, evaluated: int, max_pruned: int, max_failed: int = 5):
         self.evaluated, self.max_pruned, self.max_failed = evaluated, max_pruned, max_failed
@@ -52,9 +54,10 @@ class StopAtTotal:
                            f"before) with {counts[0]} distinct ones evaluated: the budget leaves "
                            "few members; raise it or lower n_trials")
             study.stop()
-        elif count_trials(study, PRUNED) >= self.max_pruned:
-            self.reason = (f"stopped after {self.max_pruned} over-budget candidates; the budget "
-                           "leaves little of the space: raise it or choose a smaller space")
+        elif trial.state == PRUNED and pruned_in_a_row(study) >= self.max_pruned:
+            self.reason = (f"stopped after {self.max_pruned} over-budget candidates in a row; "
+                           "the budget leaves little of the space: raise it or choose a smaller "
+                           "space")
             study.stop()
 
 

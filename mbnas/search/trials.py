@@ -98,6 +98,19 @@ def count_trials(study: optuna.Study, state: optuna.trial.TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
+def pruned_in_a_row(study: optuna.Study) -> int:
+    """The latest finished trials (every worker's, by number) that were pruned, up to the last
+    one that was not: how long the sampler has proposed nothing within budget."""
+    finished = study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED, FAIL))
+    numbers = sorted((t.number, t.state == PRUNED) for t in finished)
+    run = 0
+    for _, pruned in reversed(numbers):
+        if not pruned:
+            break
+        run += 1
+    return run
+
+
 def is_repeat(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial re-sampled an architecture scored before and took that score."""
     return DUPLICATE_OF in trial.user_attrs
