@@ -81,6 +81,9 @@ def test_the_line_is_fitted_robustly_and_the_overhead_paid_once():
     table = {"model": {**overhead, "offset_ms": 0.2, "scale": 1.0},
              "entries": {"a": 1.11, "b": 2.21}, "elements": {"a": 0, "b": 500_000}}
     assert predict(table, ["a", "b", "a"]) == pytest.approx(0.2 + 1.1 + 2.1 + 1.1)
+    # A negative offset (fitted under load, say) never predicts less than one call.
+    table["model"]["offset_ms"] = -5.0
+    assert predict(table, ["a"]) == pytest.approx(0.01)
     errors = error_summary([{"error": e} for e in (0.01, -0.02, 0.03, -0.5)])
     assert errors["median_abs_error"] == pytest.approx(0.025)
     assert errors["p90_abs_error"] == errors["max_abs_error"] == 0.5

@@ -143,9 +143,12 @@ def work(table: dict[str, Any], keys: Sequence[str]) -> float:
 
 
 def predict(table: dict[str, Any], keys: Sequence[str]) -> float:
-    """A table's prediction (ms) for a network made of the entries ``keys``."""
+    """A table's prediction (ms) for a network made of the entries ``keys``, at least one call's
+    overhead: a line fitted on a few noisy calibration networks can have a negative offset, and
+    a small network's prediction would then fall to zero or below."""
     model = table["model"]
-    return model["offset_ms"] + model["scale"] * work(table, keys)
+    return max(model["offset_ms"] + model["scale"] * work(table, keys),
+               model["call_overhead_ms"])
 
 
 def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]:
