@@ -12,7 +12,7 @@ from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.exploration import ExploreAfterRepeats
 from mbnas.search.objective import Objective
 from mbnas.search.report import format_report, report
-from mbnas.search.study import enqueue_seeds
+from mbnas.search.study import enqueue_seeds, make_sampler, open_study
 from mbnas.search.trials import pareto_indices
 from mbnas.space import load_space
 
@@ -223,3 +223,20 @@ def test_a_repeat_is_followed_by_an_untried_neighbour_of_the_best_candidate(tmp_
     changed = {k for k, v in explored.params.items() if k in large and v != large[k]}
     assert len(changed) == 1, changed
     assert explored.user_attrs["digest"] not in {t.user_attrs["digest"] for t in study.trials[:3]}
+
+
+def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+
+    def draws(n):
+        study = open_study("s", storage, lambda held: make_sampler("random", held),
+                           "accuracy", {"seed": 0})
+        before = len(study.trials)
+        study.optimize(lambda t: float(t.suggest_int("x", 0, 10**9)), n_trials=n)
+        return [t.params["x"] for t in study.trials[before:]]
+
+    first = draws(5)
+    assert not set(first) & set(draws(5))
+    # A fresh study with the same seed draws the same candidates: runs stay reproducible.
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'again.db'}")
+    assert draws(5) == first
