@@ -10,7 +10,8 @@ candidates the search has seen. Architecture features: ``depth`` (layers that co
 ``activations`` (their logarithms; activations count the elements of every conv's output, and in
 the 32 px spaces NASWOT nearly follows them: Kendall tau 0.93-0.95 over random members). On
 NAS-Bench-Macro, capped depth, SWAP and expressivity together ranked best of every evaluator
-measured on 2 CPU cores (BENCHMARKS.md).
+measured on 2 CPU cores (BENCHMARKS.md). ``evaluator=counted`` (:mod:`mbnas.evaluators.counted`)
+is the same score restricted to the architecture features.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class ZeroCostEvaluator(Evaluator):
 
     def __init__(self, cfg: FeatureScoreConfig, context: EvaluationContext) -> None:
         super().__init__(cfg, context)
-        if cfg.reads_data:
+        if cfg.reads_data:  # a ZeroCostConfig with a proxy: counted's settings never read
             self.images, self.labels = self.proxy_batch()
         self.reference: dict[str, tuple[float, float]] = {}
         self.depth_limit = cfg.depth_cap * computing_layers(context.space.largest())
