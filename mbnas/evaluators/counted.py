@@ -25,10 +25,6 @@ class CountedConfig(FeatureScoreConfig):
 
     name: str = "counted"
 
-    @property
-    def reads_data(self) -> bool:
-        return False
-
     def check(self) -> None:
         for feature, weight in self.features.items():
             if feature in ARCH_FEATURES or (feature in PROXIES and not weight):

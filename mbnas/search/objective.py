@@ -60,7 +60,7 @@ class Candidate:
     macs: int
     params: int
     latency_ms: float | None
-    activations: int | None = None  # elements of every conv and Linear output per image
+    activations: int  # elements of every conv and Linear output per image
 
     @property
     def costs(self) -> dict[str, float | None]:
