@@ -10,6 +10,7 @@ import pytest
 
 from mbnas.budget import Budget
 from mbnas.evaluators import Evaluation
+from mbnas.search import slots
 from mbnas.search.callbacks import StopAtTotal
 from mbnas.search.objective import Objective
 from mbnas.search.slots import SLOT, TrialSlots, run_trials
@@ -178,6 +179,33 @@ def test_a_dead_workers_trial_is_failed_and_retried_with_the_same_architecture(t
     assert retry.state == COMPLETE and retry.params == study.trials[0].params
     assert retry.system_attrs["failed_trial"] == dead.number
     assert space.choices(evaluated[0]) == study.trials[0].params
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_dead_workers_trial_keeps_its_slot_until_its_retry_is_enqueued(monkeypatch):
+    """Optuna fails a stale trial, then enqueues its retry: a trial reading the study between
+    the two waits instead of taking the slot the retry needs (the retry would find n_trials
+    reached and be pruned)."""
+    def dead_trial_failed_not_yet_retried() -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+        study = optuna.create_study(direction="maximize")
+        finished(study)
+        dead = study.ask()
+        dead.set_user_attr(SLOT, "d1")  # training when its worker died
+        dead.storage.set_trial_state_values(trial_id(dead), optuna.trial.TrialState.FAIL)
+        return study, study.trials[dead.number]
+
+    study, dead = dead_trial_failed_not_yet_retried()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+    threading.Timer(0.3, lambda: retry(study, dead)).start()
+    started = time.monotonic()
+    with pytest.raises(optuna.TrialPruned, match="gave its place"):
+        TrialSlots(total=2, poll_s=0.05).claim(study.ask(), "d2")
+    assert time.monotonic() - started >= 0.25
+    assert TrialSlots(total=2).claim(study.ask(), "d1") is None  # the retry trains
+    # A retry never enqueued (none left, or its enqueuer died too) holds the slot only briefly.
+    monkeypatch.setattr(slots, "RETRY_AWAITED_S", 0.0)
+    study, _ = dead_trial_failed_not_yet_retried()
+    assert TrialSlots(total=2).claim(study.ask(), "d2") is None
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

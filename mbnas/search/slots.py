@@ -15,6 +15,10 @@ exceeds ``n_trials``. A trial that gives way unmarks itself and
 - otherwise waits for the trials in flight on other workers, failing those whose worker stopped
   beating (:func:`~mbnas.search.storage.fail_stale_trials`), and tries again.
 
+A dead worker's trial keeps its slot until its retry is enqueued: Optuna fails the trial, then
+enqueues the retry, and a trial reading the study between the two would otherwise take the slot
+and leave the retry none (it would find ``n_trials`` reached and be pruned).
+
 The same read finds the architecture's earlier trials (unless duplicates are to be evaluated
 again): a finished one lends its score, and the repeat takes no slot (it costs nothing, so
 ``n_trials`` counts distinct candidates: samplers such as TPE re-propose the best ones often,
@@ -30,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import optuna
 
@@ -49,6 +54,9 @@ RUNNING, WAITING, FAIL = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialSta
 # System attributes Optuna gives enqueued trials: every enqueued one, and the retry of a trial
 # whose worker died.
 ENQUEUED, RETRY = "fixed_params", "failed_trial"
+# How long a trial failed for a silent worker keeps its slot awaiting its retry: the retry is
+# enqueued at once by the worker that failed it, unless that one dies too or no retries are left.
+RETRY_AWAITED_S = 10.0
 # Its own generator: every worker seeds the global one alike, so their jitters would coincide.
 JITTER = random.Random()
 
@@ -58,7 +66,7 @@ class StudyView:
     """What one read of the study says about a trial's slot and its architecture."""
 
     complete: int  # finished, evaluated candidates (repeats that reused a score left out)
-    held: int  # slots held by other running trials
+    held: int  # slots held by other running trials, and by dead ones awaiting their retry
     waiting: int  # enqueued trials not started yet
     first: bool  # this trial goes before sampled ones: a seed or a retry
     earlier: TrialRecord | None  # a finished trial of the same architecture
@@ -73,7 +81,7 @@ class StudyView:
         earlier = next((t for t in trials if t.state == COMPLETE
                         and t.user_attrs.get("digest") == digest), None)
         return cls(complete=sum(is_evaluated(t) for t in trials),
-                   held=len(others),
+                   held=len(others) + len(awaiting_retry(trials)),
                    waiting=sum(t.state == WAITING for t in trials),
                    first=goes_first(me),
                    earlier=TrialRecord.of(earlier) if earlier else None,
@@ -128,6 +136,17 @@ class TrialSlots:
         raise optuna.TrialPruned(reason)
 
 
+def awaiting_retry(trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
+    """The trials that held a slot when their worker went silent, failed moments ago and not yet
+    enqueued again (see the module's docstring)."""
+    retried = retried_numbers(trials)
+    now = datetime.now()  # Optuna stamps datetime_complete in local time too
+    return [t.number for t in trials
+            if t.state == FAIL and t.user_attrs.get(SLOT) and "failed_reason" not in t.user_attrs
+            and t.number not in retried and t.datetime_complete is not None
+            and (now - t.datetime_complete).total_seconds() < RETRY_AWAITED_S]
+
+
 def goes_first(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether ``trial`` is owed a place before sampled trials: a retry, or a trial enqueued
     other than to explore (a seed)."""
@@ -170,7 +189,12 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
 def taken_over(study: optuna.Study) -> set[int]:
     """This worker's trials that another worker failed as stale and enqueued again."""
     trials = study.get_trials(deepcopy=False)
-    retried = {number for t in trials for number in t.system_attrs.get("retry_history", ())}
+    retried = retried_numbers(trials)
     me = worker_name()
     return {t.number for t in trials if t.state == FAIL and t.number in retried
             and t.user_attrs.get("worker") == me}
+
+
+def retried_numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
+    """The numbers of the trials enqueued again after their worker died."""
+    return {number for t in trials for number in t.system_attrs.get("retry_history", ())}
