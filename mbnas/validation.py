@@ -63,11 +63,13 @@ class Reader:
         return value
 
 
-def check_int(value: Any, where: str, minimum: int = 1, odd: bool = False) -> int:
+def check_int(value: Any, where: str, minimum: int = 1, odd: bool = False,
+              maximum: int | None = None) -> int:
+    allowed = f"an odd integer ≥ {minimum}" if odd else f"an integer ≥ {minimum}"
+    allowed += f" and ≤ {maximum}" if maximum is not None else ""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(where, f"{value!r} is not an integer", f"use an integer ≥ {minimum}")
-    if value < minimum or (odd and value % 2 == 0):
-        allowed = f"an odd integer ≥ {minimum}" if odd else f"an integer ≥ {minimum}"
+        raise ConfigError(where, f"{value!r} is not an integer", f"use {allowed}")
+    if value < minimum or (odd and value % 2 == 0) or (maximum is not None and value > maximum):
         raise ConfigError(where, f"{value!r} is not allowed", f"use {allowed}")
     return value
 

@@ -229,7 +229,7 @@ def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first(tmp
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
 
     def draws(n):
-        study = open_study("s", storage, lambda held: make_sampler("random", held),
+        study = open_study("s", storage, lambda offset: make_sampler("random", offset),
                            "accuracy", {"seed": 0})
         before = len(study.trials)
         study.optimize(lambda t: float(t.suggest_int("x", 0, 10**9)), n_trials=n)
@@ -240,3 +240,20 @@ def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first(tmp
     # A fresh study with the same seed draws the same candidates: runs stay reproducible.
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'again.db'}")
     assert draws(5) == first
+
+
+def test_workers_joining_a_study_are_seeded_apart_from_its_creator_and_each_other(tmp_path):
+    # Seeded alike, a second random-search worker started with the first replayed its
+    # candidates, each one a repeat or an over-budget candidate again.
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    offset_of = {}
+
+    def sampler_for(offset):
+        sampler = make_sampler("random", offset)
+        offset_of[id(sampler)] = offset
+        return sampler
+
+    # No trial yet: all three start at once.
+    studies = [open_study("s", storage, sampler_for, "accuracy", {"seed": 0}) for _ in range(3)]
+    offsets = [offset_of[id(study.sampler)] for study in studies]
+    assert offsets[0] == 0 and len(set(offsets)) == 3

@@ -131,14 +131,16 @@ def test_multi_objective_search_writes_the_pareto_set(tmp_path):
     assert report(run)["pareto"]
 
 
-@pytest.mark.parametrize("budget, message", [
-    ("+budget.macs=lots", "budget.macs: 'lots' is not a count"),
-    ("+budget.latency_ms=fast", "budget.latency_ms"),
-    ("+budget.macs=100k", "smallest member of space 'tiny' needs 167.81K MACs"),
-    ("+budget.flops=3M", "unknown budget"),
+@pytest.mark.parametrize("settings, message", [
+    (["+budget.macs=lots"], "budget.macs: 'lots' is not a count"),
+    (["+budget.latency_ms=fast"], "budget.latency_ms"),
+    (["+budget.macs=100k"], "smallest member of space 'tiny' needs 167.81K MACs"),
+    (["+budget.flops=3M"], "unknown budget"),
+    # The samplers take seeds below 2**32 (they raised a traceback).
+    ([BUDGET, "seed=5000000000"], "seed: 5000000000 is not allowed; use an integer ≥ 0 and ≤"),
 ])
-def test_bad_budgets_stop_before_training_without_traceback(tmp_path, budget, message):
-    done = mbnas_cli("search", budget, "name=bad", *SMOKE, cwd=tmp_path, check=False)
+def test_bad_settings_stop_before_training_without_traceback(tmp_path, settings, message):
+    done = mbnas_cli("search", *settings, "name=bad", *SMOKE, cwd=tmp_path, check=False)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "runs" / "bad" / "supernet.pt").exists()

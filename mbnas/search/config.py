@@ -15,7 +15,7 @@ from mbnas.export import ExportRequest
 from mbnas.search.latency import LATENCY_MODES, LatencyEstimateConfig
 from mbnas.search.objective import OBJECTIVES
 from mbnas.search.storage import HeartbeatConfig
-from mbnas.search.study import SAMPLERS
+from mbnas.search.study import MAX_SEED, SAMPLERS
 from mbnas.space import SearchSpace, load_space
 from mbnas.validation import check_choice, check_int
 
@@ -78,6 +78,7 @@ def check_search_config(cfg: SearchConfig) -> None:
     check_choice(cfg.objective, "objective", tuple(OBJECTIVES))
     check_choice(cfg.sampler, "sampler", SAMPLERS)
     check_int(cfg.n_trials, "n_trials", minimum=1)
+    check_int(cfg.seed, "seed", minimum=0, maximum=MAX_SEED)
     check_choice(cfg.latency.mode, "latency.mode", LATENCY_MODES)
     check_choice(cfg.duplicates, "duplicates", DUPLICATES)
     check_int(cfg.heartbeat.interval_s, "heartbeat.interval_s", minimum=1)

@@ -206,7 +206,7 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
         storage = open_storage(cfg.storage, folder.study_db, cfg.heartbeat)
         check_study_home(folder.name, storage, recorded, str(folder.path))
         study = open_study(folder.name, storage,
-                           lambda held: make_sampler(cfg.sampler, cfg.seed + held,
+                           lambda offset: make_sampler(cfg.sampler, cfg.seed + offset,
                                                      cfg.startup_trials),
                            cfg.objective, run.signature(), make_pruner(cfg.pruner, run.evaluator))
     # Trials of workers that died are failed (and enqueued again) before counting what is left.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,11 @@ from mbnas.search.objective import OBJECTIVES
 from mbnas.space import SearchSpace
 
 SAMPLERS = ("tpe", "random", "nsga2")
+# The largest seed= a search takes: its samplers are seeded below 2**32, workers other than the
+# study's creator up to 2**30 past seed= (see seed_offset).
+MAX_SEED = 2**31 - 1
+# Drawn from the operating system: every worker's global generator is seeded alike.
+OFFSETS = random.SystemRandom()
 SIGNATURE = "mbnas_signature"  # the study attribute holding the settings it was started with
 # The parts of the signature that are command-line settings, given back in a refusal.
 SIGNATURE_OVERRIDES = ("objective", "preset", "seed", "evaluator", "data", "latency")
@@ -64,15 +70,16 @@ def open_study(name: str, storage: optuna.storages.BaseStorage,
                signature: dict[str, Any],
                pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create the study or resume it, refusing to mix a different search into the same run.
-    ``sampler_for(n)``: the sampler of a study that holds ``n`` trials. Seeded by ``n`` too, a
-    resumed run draws new candidates rather than replaying its first ones (a random search
-    resumed after 2,604 trials replayed them: 396 repeats and 1,284 over-budget ones again)."""
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler_for(0),
-                                pruner=pruner or optuna.pruners.NopPruner(),
-                                directions=study_directions(objective), load_if_exists=True)
-    held = len(study.get_trials(deepcopy=False))
-    if held:
-        study.sampler = sampler_for(held)
+    ``sampler_for(offset)``: the sampler seeded ``offset`` past the run's seed (see
+    :func:`seed_offset`)."""
+    directions = study_directions(objective)
+    pruner = pruner or optuna.pruners.NopPruner()
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler_for(0),
+                                    pruner=pruner, directions=directions)
+    except optuna.exceptions.DuplicatedStudyError:  # resumed, or created by another worker
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=sampler_for(seed_offset()), pruner=pruner)
     check_resumable(study.user_attrs.get(SIGNATURE), signature, where="name",
                     problem=f"run {name!r} already holds a different search",
                     fix="choose another name= for a new run", overrides=SIGNATURE_OVERRIDES)
@@ -83,6 +90,16 @@ def open_study(name: str, storage: optuna.storages.BaseStorage,
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metric_names(objective))
     return study
+
+
+def seed_offset() -> int:
+    """How far past the run's seed the sampler of a process that did not create the study is
+    seeded: a fresh run's creator stays at 0 (the run is reproducible), every other worker draws
+    its own offset. Seeded alike, workers that start together sample the same candidates (a
+    second random-search worker replayed the first one's, each a repeat or an over-budget one
+    again), and a resumed run would replay its first trials (one resumed after 2,604 trials did:
+    396 repeats, 1,284 over-budget candidates costed again)."""
+    return 1 + OFFSETS.randrange(2**30)  # the samplers take seeds below 2**32
 
 
 def enqueue_seeds(study: optuna.Study, space: SearchSpace, seeds: list[str]) -> list[str]:
