@@ -42,6 +42,7 @@ from mbnas.search.storage import fail_stale_trials
 from mbnas.search.trials import (
     COMPLETE,
     EXPLORATION,
+    FAILED_REASON,
     TrialRecord,
     is_evaluated,
     record_pruned,
@@ -142,7 +143,7 @@ def awaiting_retry(trials: Sequence[optuna.trial.FrozenTrial]) -> list[int]:
     retried = retried_numbers(trials)
     now = datetime.now()  # Optuna stamps datetime_complete in local time too
     return [t.number for t in trials
-            if t.state == FAIL and t.user_attrs.get(SLOT) and "failed_reason" not in t.user_attrs
+            if t.state == FAIL and t.user_attrs.get(SLOT) and FAILED_REASON not in t.user_attrs
             and t.number not in retried and t.datetime_complete is not None
             and (now - t.datetime_complete).total_seconds() < RETRY_AWAITED_S]
 

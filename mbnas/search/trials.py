@@ -26,6 +26,8 @@ DUPLICATE_OF = "duplicate_of"
 EXPLORATION = "exploration"
 # User attribute of a trial whose candidate a pruner stopped: the training step (multi-fidelity).
 STOPPED_AT = "stopped_at_step"
+# User attribute of a trial that failed in its own worker: why (a dead worker's trial has none).
+FAILED_REASON = "failed_reason"
 # optuna-dashboard (0.21) reads a trial's constraint values as one list under this system
 # attribute (Optuna's own older format); Optuna's set_constraint stores them by name.
 DASHBOARD_CONSTRAINTS = "constraints"
@@ -60,7 +62,7 @@ class TrialRecord:
                    digest=attrs.get("digest"), macs=attrs.get("macs"),
                    params=attrs.get("params"), latency_ms=attrs.get("latency_ms"),
                    accuracy=attrs.get("accuracy"), pruned_reason=attrs.get("pruned_reason"),
-                   failed_reason=attrs.get("failed_reason"),
+                   failed_reason=attrs.get(FAILED_REASON),
                    duplicate_of=attrs.get(DUPLICATE_OF),
                    evaluation_s=attrs.get("evaluation_s"),
                    stopped_at_step=attrs.get(STOPPED_AT),
@@ -184,7 +186,7 @@ def record_stopped(trial: optuna.Trial, step: int) -> None:
 
 def record_failure(trial: optuna.Trial, reason: str) -> None:
     """Why the trial failed (it diverged, or was interrupted): Optuna stores it as FAIL."""
-    trial.set_user_attr("failed_reason", reason)
+    trial.set_user_attr(FAILED_REASON, reason)
 
 
 def record_duplicate(trial: optuna.Trial, earlier: TrialRecord) -> None:
