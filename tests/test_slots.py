@@ -197,10 +197,9 @@ def test_a_dead_workers_trial_keeps_its_slot_until_its_retry_is_enqueued(monkeyp
     study, dead = dead_trial_failed_not_yet_retried()
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
     threading.Timer(0.3, lambda: retry(study, dead)).start()
-    started = time.monotonic()
+    # Giving way to the retry shows it waited: taking the slot at once returns None instead.
     with pytest.raises(optuna.TrialPruned, match="gave its place"):
         TrialSlots(total=2, poll_s=0.05).claim(study.ask(), "d2")
-    assert time.monotonic() - started >= 0.25
     assert TrialSlots(total=2).claim(study.ask(), "d1") is None  # the retry trains
     # A retry never enqueued (none left, or its enqueuer died too) holds the slot only briefly.
     monkeypatch.setattr(slots, "RETRY_AWAITED_S", 0.0)
