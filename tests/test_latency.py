@@ -1,13 +1,23 @@
 import json
 import random
+import resource
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import mbnas
 from mbnas.__main__ import main
 from mbnas.cost.block_set import arch_entries, block_set_digest, space_entries
-from mbnas.cost.device_script import error_summary, fit_line, fit_overhead, predict
+from mbnas.cost.device_script import (
+    error_summary,
+    fit_line,
+    fit_model,
+    fit_overhead,
+    keep_freed_memory,
+    predict,
+)
 from mbnas.cost.latency import Latency, LatencyConfig, measure
 from mbnas.cost.latency_table import LatencyTable
 from mbnas.errors import ConfigError
@@ -78,8 +88,10 @@ def test_the_line_is_fitted_robustly_and_the_overhead_paid_once():
     assert fit_line(pairs) == pytest.approx({"offset_ms": 0.5, "scale": 2.0})
     overhead = fit_overhead([(n, 0.01 + 2e-7 * n) for n in (100, 10_000, 1_000_000)])
     assert overhead == pytest.approx({"call_overhead_ms": 0.01, "overhead_ms_per_element": 2e-7})
-    table = {"model": {**overhead, "offset_ms": 0.2, "scale": 1.0},
-             "entries": {"a": 1.11, "b": 2.21}, "elements": {"a": 0, "b": 500_000}}
+    table = {"model": {**overhead, "offset_ms": 0.2, "scale": 1.0, "scale_per_mparam": 0.0,
+                       "mparams_range": [0.0, 1.0]},
+             "entries": {"a": 1.11, "b": 2.21}, "elements": {"a": 0, "b": 500_000},
+             "params": {"a": 1000, "b": 2000}}
     assert predict(table, ["a", "b", "a"]) == pytest.approx(0.2 + 1.1 + 2.1 + 1.1)
     # A negative offset (fitted under load, say) never predicts less than one call.
     table["model"]["offset_ms"] = -5.0
@@ -87,6 +99,41 @@ def test_the_line_is_fitted_robustly_and_the_overhead_paid_once():
     errors = error_summary([{"error": e} for e in (0.01, -0.02, 0.03, -0.5)])
     assert errors["median_abs_error"] == pytest.approx(0.025)
     assert errors["p90_abs_error"] == errors["max_abs_error"] == 0.5
+
+
+def test_networks_with_more_weights_are_fitted_a_larger_scale_held_to_the_calibrated_range():
+    def truth(work: float, mparams: float) -> float:
+        return 0.1 + (1.05 + 0.04 * mparams) * work
+
+    members = [(w, m) for w, m in zip((1.0, 2.0, 1.5, 3.0, 2.5, 1.2, 4.0, 2.2),
+                                      (0.3, 2.5, 1.0, 0.6, 3.5, 2.0, 1.5, 0.9))]
+    points = [(w, m, truth(w, m)) for w, m in members]
+    points[3] = (3.0, 0.6, 3 * truth(3.0, 0.6))  # a timing spoilt by another process
+    model = fit_model(points)
+    assert model["offset_ms"] == pytest.approx(0.1, abs=1e-3)
+    assert model["scale"] == pytest.approx(1.05, abs=1e-3)
+    assert model["scale_per_mparam"] == pytest.approx(0.04, abs=1e-3)
+    assert model["mparams_range"] == [0.3, 3.5]
+    # Too few members for three coefficients: the robust line alone.
+    assert fit_model(points[:4])["scale_per_mparam"] == 0.0
+    # A network beyond the calibrated range is predicted with the scale at the range's end.
+    table = {"model": {**model, "call_overhead_ms": 0.0, "overhead_ms_per_element": 0.0},
+             "entries": {"big": 2.0}, "elements": {"big": 0}, "params": {"big": 9_000_000}}
+    assert predict(table, ["big"]) == pytest.approx(truth(2.0, 3.5), rel=1e-3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_measurements_keep_freed_memory_so_calls_do_not_fault_pages_in_anew():
+    keep_freed_memory()
+    activations = [torch.ones(1 << 20) for _ in range(8)]  # 4 MB each: mmap'd by default
+    del activations
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        buffers = [torch.ones(1 << 20) for _ in range(8)]
+        del buffers
+    # 40 blocks of 1,024 pages: glibc's defaults fault 17,000 of them in anew (measured), kept
+    # memory at most a block's worth.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 4096
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
@@ -102,6 +149,7 @@ def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
     assert meta["runtime"] == runtime and meta["threads"] == 1 and meta["batch"] == 1
     assert (meta["dtype"], meta["layout"]) == ("float32", "NCHW")
     assert runtime in meta["versions"] and meta["device"] and meta["date"]
+    assert meta["allocator"] == keep_freed_memory()
     table.check_space(space)
     member = space.sample_random(random.Random(3))
     assert table.predict(member) > 0
@@ -128,6 +176,13 @@ def test_a_table_for_another_space_or_block_set_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["latency", "check", f"space={TINY_SPACE}", f"latency.table={path}"]) == 2
     assert "was built for space 'micro'" in capsys.readouterr().err
+    older = json.loads(path.read_text())
+    older["format"] = "mbnas-latency-table/1"
+    path.write_text(json.dumps(older))
+    with pytest.raises(ConfigError, match="format mbnas-latency-table/1, this mbnas reads .*"
+                                          "rebuild it with `python -m mbnas latency build "
+                                          "space=micro"):
+        LatencyTable.load(path)
 
 
 def test_a_sampled_table_refuses_members_it_lacks(tmp_path, capsys):

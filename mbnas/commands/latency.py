@@ -49,7 +49,7 @@ class Config:
     space: str | None = None
     out: str | None = None
     members: int | None = None
-    calibrate: int = 8
+    calibrate: int = 16
     check: int = 10
     num_classes: int | None = None
     seed: int = 0
@@ -126,11 +126,14 @@ def export(cfg: Config, space: SearchSpace) -> None:
           f"--out {space.name}-table.json   (needs numpy and onnxruntime)")
 
 
-def print_model(model: dict[str, float]) -> None:
-    """The fitted whole-network line."""
-    print(f"whole network = {model['offset_ms']:.3f} ms + {model['scale']:.3f} × Σ (entry − call "
-          f"overhead); call overhead = {model['call_overhead_ms']:.4f} ms + "
-          f"{model['overhead_ms_per_element'] * 1e6:.3f} ms per million input+output elements")
+def print_model(model: dict[str, Any]) -> None:
+    """The fitted whole-network model."""
+    low, high = model["mparams_range"]
+    print(f"whole network = {model['offset_ms']:.3f} ms + ({model['scale']:.3f} + "
+          f"{model['scale_per_mparam']:.4f} × M) × Σ (entry − call overhead), M = its million "
+          f"parameters held to {low:.2f}-{high:.2f}; call overhead = "
+          f"{model['call_overhead_ms']:.4f} ms + {model['overhead_ms_per_element'] * 1e6:.3f} ms "
+          "per million input+output elements")
 
 
 def print_errors(result: dict[str, Any]) -> None:

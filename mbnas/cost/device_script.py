@@ -10,17 +10,22 @@ this file)::
 then, back on the search machine: ``python -m mbnas search latency=table latency.table=table.json``.
 mbnas itself builds tables with the same functions (``python -m mbnas latency build``).
 
-The table predicts a whole network as ``offset + scale · Σ (entry − call overhead)``: every entry
-is timed alone and so pays the runtime's per-call overhead once, while the whole network pays it
-once in all. The overhead is measured on identity models, as a constant plus a cost per element
-of input and output (onnxruntime copies each call's output into a new array); the line is fitted
-on whole members measured here.
+The table predicts a whole network as ``offset + (scale + scale_per_mparam · M) · Σ (entry − call
+overhead)``. Every entry is timed alone and so pays the runtime's per-call overhead once, while the
+whole network pays it once in all: the overhead is measured on identity models, as a constant plus
+a cost per element of input and output (onnxruntime copies each call's output into a new array).
+An entry timed alone also finds its weights in the processor's cache, call after call; inside a
+network the other blocks' weights have evicted them, so a network with more weights (``M``
+million parameters, the sum of its entries') runs further above the sum of its blocks. The three
+coefficients are fitted on whole members measured here, ``M`` held to the range they span.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
+import functools
 import json
 import math
 import os
@@ -32,12 +37,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-TABLE_FORMAT = "mbnas-latency-table/1"
-BUNDLE_FORMAT = "mbnas-latency-bundle/1"
+TABLE_FORMAT = "mbnas-latency-table/2"
+BUNDLE_FORMAT = "mbnas-latency-bundle/2"
+DEVICE_SCRIPT_NAME = "measure_blocks.py"  # this file's name in a bundle folder
 BUSY_SPREAD = 0.10  # interquartile range / median above which a timing is called noisy
 OVERHEAD_ELEMENTS = (256, 16384, 262144, 1048576)  # identity models timed for the overhead
 CHUNK = 64  # models alive at once while a block set is measured
 MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer's grain is small
+# Fewer calibration members than this fit only the line (offset, scale): three coefficients fitted
+# on a handful of noisy timings would follow the noise.
+MIN_MEMBERS_FOR_WEIGHTS = 6
 # What a latency is: the median of the repeats (typical latency, the default) or their minimum
 # (the latency without interference: on a shared machine a long call is preempted more often
 # than a short one, which biases medians of whole networks against those of blocks).
@@ -47,10 +56,37 @@ STATISTICS = ("median", "min")
 # the scheduler gave to them, so tables built there still predict an idle device.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
+# glibc's malloc gives large freed blocks back to the system (blocks above a threshold it adapts
+# as the program runs, and the heap's free top): the next call of a network then faults its
+# activations' pages in anew, thousands of page faults per call at 224 px (measured: 6,016 a call
+# of a ProxylessNAS member, about half its latency on a virtual machine), and how many depends on
+# what ran before, so one network's timings differed up to twofold. Deployed runtimes keep their
+# memory (onnxruntime's and TFLite's arenas, PyTorch with jemalloc or tcmalloc), and so do these
+# measurements: blocks below 32 MB (glibc's largest threshold) come from the heap, which is
+# trimmed only when more than 1 GB of it is free. It applies to the whole process.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+MMAP_THRESHOLD_BYTES = 32 * 2**20
+TRIM_THRESHOLD_BYTES = 2**30
+
 Call = Callable[[], Any]
 
 
 # ----------------------------------------------------------------------------- timing
+
+@functools.cache
+def keep_freed_memory() -> str:
+    """Ask the C library to keep freed memory for reuse (once per process); what it agreed to."""
+    if not sys.platform.startswith("linux"):
+        return "system default"
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return "system default"
+    if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+            and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1):
+        return "glibc malloc, freed memory kept (mmap threshold 32 MB, trim threshold 1 GB)"
+    return "system default"
+
 
 def sample_times(call: Call, repeats: int, number: int = 1, clock: str = "wall") -> list[float]:
     """``repeats`` timings (ms per call) of ``call`` run ``number`` times each."""
@@ -89,6 +125,7 @@ def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int
     Interleaving spreads a burst of load from another process over many entries instead of
     letting it inflate a few, which keeps ratios between entries honest on a shared machine.
     """
+    keep_freed_memory()
     rounds = max(1, min(rounds, repeats))
     number = {key: calls_per_sample(call, warmup) for key, call in calls.items()}
     samples: dict[str, list[float]] = {key: [] for key in calls}
@@ -135,6 +172,65 @@ def fit_overhead(points: Sequence[Sequence[float]]) -> dict[str, float]:
             "overhead_ms_per_element": slope}
 
 
+def solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
+    """``x`` with ``matrix · x = vector`` (Gaussian elimination, partial pivoting); None when the
+    matrix is singular."""
+    n = len(vector)
+    rows = [list(row) + [value] for row, value in zip(matrix, vector)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
+        if abs(rows[pivot][col]) < 1e-12:
+            return None
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for r in range(col + 1, n):
+            factor = rows[r][col] / rows[col][col]
+            rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col])]
+    x = [0.0] * n
+    for r in reversed(range(n)):
+        x[r] = (rows[r][n] - sum(rows[r][c] * x[c] for c in range(r + 1, n))) / rows[r][r]
+    return x
+
+
+def fit_relative(features: Sequence[Sequence[float]], targets: Sequence[float],
+                 iterations: int = 50) -> list[float] | None:
+    """Coefficients ``b`` minimising Σ |1 − b·x / y|, the sum of relative errors (iteratively
+    reweighted least squares): relative, because a table must be as good for small networks as
+    for large ones; absolute values, so that one timing spoilt by another process weighs little.
+    None when the features cannot be told apart."""
+    weights = [1.0] * len(targets)
+    coefficients = None
+    for _ in range(iterations):
+        rows = [[x / y * w for x in xs] for xs, y, w in zip(features, targets, weights)]
+        size = len(rows[0])
+        normal = [[sum(row[i] * row[j] for row in rows) for j in range(size)]
+                  for i in range(size)]
+        right = [sum(row[i] * w for row, w in zip(rows, weights)) for i in range(size)]
+        coefficients = solve(normal, right)
+        if coefficients is None:
+            return None
+        residuals = [abs(1 - sum(b * x for b, x in zip(coefficients, xs)) / y)
+                     for xs, y in zip(features, targets)]
+        weights = [1 / math.sqrt(max(r, 1e-3)) for r in residuals]
+    return coefficients
+
+
+def fit_model(points: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """The whole-network model from calibration members: (work ms, million parameters, measured
+    ms) each. Offset, scale and scale per million parameters (relative-error fit) with enough
+    members whose parameters differ; otherwise the robust line alone."""
+    params = [m for _, m, _ in points]
+    model: dict[str, Any] = {**fit_line([(w, y) for w, _, y in points]), "scale_per_mparam": 0.0,
+                             "mparams_range": [min(params, default=0.0),
+                                               max(params, default=0.0)]}
+    usable = [(w, m, y) for w, m, y in points if w > 0 and y > 0]
+    if len(usable) < MIN_MEMBERS_FOR_WEIGHTS or max(params) <= min(params):
+        return model
+    fitted = fit_relative([(1.0, w, w * m) for w, m, _ in usable], [y for _, _, y in usable])
+    if fitted and all(fitted[1] + fitted[2] * m > 0 for m in model["mparams_range"]):
+        model.update(offset_ms=fitted[0], scale=fitted[1], scale_per_mparam=fitted[2])
+    return model
+
+
 def work(table: dict[str, Any], keys: Sequence[str]) -> float:
     """Σ (entry − its call overhead) over ``keys``: the blocks' own time, without their calls."""
     model, elements = table["model"], table["elements"]
@@ -142,13 +238,19 @@ def work(table: dict[str, Any], keys: Sequence[str]) -> float:
                - model["overhead_ms_per_element"] * elements[key] for key in keys)
 
 
+def mparams(table: dict[str, Any], keys: Sequence[str]) -> float:
+    """Million parameters of a network made of the entries ``keys``."""
+    return sum(table["params"][key] for key in keys) / 1e6
+
+
 def predict(table: dict[str, Any], keys: Sequence[str]) -> float:
     """A table's prediction (ms) for a network made of the entries ``keys``, at least one call's
     overhead: a line fitted on a few noisy calibration networks can have a negative offset, and
     a small network's prediction would then fall to zero or below."""
     model = table["model"]
-    return max(model["offset_ms"] + model["scale"] * work(table, keys),
-               model["call_overhead_ms"])
+    low, high = model["mparams_range"]
+    scale = model["scale"] + model["scale_per_mparam"] * min(max(mparams(table, keys), low), high)
+    return max(model["offset_ms"] + scale * work(table, keys), model["call_overhead_ms"])
 
 
 def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]:
@@ -188,13 +290,15 @@ def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeat
 
 
 def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]],
-                elements: dict[str, int], overhead_calls: dict[int, Call],
+                elements: dict[str, int], params: dict[str, int],
+                overhead_calls: dict[int, Call],
                 networks: Sequence[dict[str, Any]],
                 network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
                 statistic: str = "median", clock: str = "wall",
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure entries, the call overhead and whole networks; fit the line on the networks of
-    role ``calibrate`` and report the error on those of role ``check``: the table document."""
+    """Measure entries, the call overhead and whole networks; fit the model on the networks of
+    role ``calibrate`` and report the error on those of role ``check``: the table document.
+    ``elements``: input and output elements of each entry's call; ``params``: its parameters."""
     value = f"{statistic}_ms"
     log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
     entries = measure_in_chunks(entry_makers, warmup, repeats, log, clock)
@@ -206,16 +310,18 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
     table = {"format": TABLE_FORMAT,
              "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
                       "statistic": statistic, "clock": clock,
+                      "allocator": keep_freed_memory(),
                       "date": datetime.datetime.now().isoformat(timespec="seconds"),
                       "median_spread": statistics.median(spreads) if spreads else 0.0,
                       "busy": is_busy(spreads)},
              "model": {**fit_overhead([(int(n), s[value]) for n, s in overhead.items()]),
                        "offset_ms": 0.0, "scale": 1.0},
              "entries": {key: stats[value] for key, stats in entries.items()},
-             "elements": dict(elements)}
+             "elements": dict(elements), "params": dict(params)}
     calibrate = [n for n in networks if n["role"] == "calibrate"]
-    pairs = [(work(table, n["keys"]), whole[n["name"]][value]) for n in calibrate]
-    table["model"].update(fit_line(pairs))
+    points = [(work(table, n["keys"]), mparams(table, n["keys"]), whole[n["name"]][value])
+              for n in calibrate]
+    table["model"].update(fit_model(points))
     table["networks"] = [{"name": n["name"], "role": n["role"], "keys": n["keys"],
                           "measured_ms": whole[n["name"]][value]} for n in networks]
     table["check"] = compare(table, [n for n in networks if n["role"] == "check"],
@@ -286,11 +392,17 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("format") != BUNDLE_FORMAT:
+    found = manifest.get("format")
+    if found != BUNDLE_FORMAT:
+        if str(found).startswith(BUNDLE_FORMAT.split("/")[0]):
+            raise SystemExit(f"{folder}: bundle format {found}, this script reads "
+                             f"{BUNDLE_FORMAT}; measure it with the {DEVICE_SCRIPT_NAME} the "
+                             "export wrote into the folder, or export it again")
         raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
     entry_makers = {e["key"]: _maker(folder / e["file"], e["shape"], threads)
                     for e in manifest["entries"]}
     elements = {e["key"]: e["elements"] for e in manifest["entries"]}
+    params = {e["key"]: e["params"] for e in manifest["entries"]}
     overhead_calls = {o["elements"]: onnxruntime_call(folder / o["file"], o["shape"], threads)
                       for o in manifest["overhead"]}
     network_makers = {n["name"]: _maker(folder / n["file"], n["shape"], threads)
@@ -298,7 +410,7 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
     meta = {**manifest["meta"], "runtime": "onnxruntime", "threads": threads,
             "versions": {**manifest["meta"].get("versions", {}),
                          "onnxruntime": onnxruntime_version()}}
-    return build_table(meta, entry_makers, elements, overhead_calls, manifest["networks"],
+    return build_table(meta, entry_makers, elements, params, overhead_calls, manifest["networks"],
                        network_makers, warmup, repeats, statistic, clock, log)
 
 

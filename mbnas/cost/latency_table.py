@@ -3,10 +3,12 @@ use, measured on the device and runtime the network will be deployed with.
 
 A table is a JSON document (:data:`~mbnas.cost.device_script.TABLE_FORMAT`): ``meta`` (space, its
 block-set digest, resolution, classes, runtime, versions, device, threads, batch, dtype, layout,
-date), ``model`` (the runtime's per-call overhead and the fitted line) and ``entries`` (median ms
-per block key, see :mod:`mbnas.cost.block_set`). A network's prediction is
-``offset + scale · Σ (entry − call overhead)``: each entry was timed alone and paid the call
-overhead that the whole network pays only once.
+date), ``model`` (the runtime's per-call overhead and the fitted coefficients), ``entries`` (median
+ms per block key, see :mod:`mbnas.cost.block_set`), and each entry's input+output ``elements``
+and ``params``. A network's prediction is ``offset + (scale + scale_per_mparam · M) · Σ (entry −
+call overhead)``: each entry was timed alone and paid the call overhead that the whole network
+pays only once, and with its weights in cache, which a network's other blocks evict (more so the
+more parameters ``M``, in millions, the network has); see :mod:`mbnas.cost.device_script`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ class LatencyTable:
             document = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ConfigError("latency.table", f"{path} is not readable JSON ({error})") from None
-        if not isinstance(document, dict) or document.get("format") != TABLE_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else None
+        if found != TABLE_FORMAT:
+            if str(found).startswith(TABLE_FORMAT.split("/")[0]):
+                raise ConfigError("latency.table", f"{path} is a table of format {found}, this "
+                                  f"mbnas reads {TABLE_FORMAT}", "rebuild it with `python -m "
+                                  f"mbnas latency build space={document['meta'].get('space')} "
+                                  f"out={path}`")
             raise ConfigError("latency.table", f"{path} is not an mbnas latency table",
                               "build one with `python -m mbnas latency build`")
         return cls(document, str(path))
