@@ -7,6 +7,7 @@ import json
 import math
 import random
 import shutil
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from mbnas.nn import build
 from mbnas.space import SearchSpace
 
 DEVICE_SCRIPT = device_script.DEVICE_SCRIPT_NAME
+DRIFT_REFERENCES = 4  # calibration members a check times again to see the machine's drift
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,12 @@ class Network:
     arch: ArchSpec
 
     def manifest(self, file: str, batch: int) -> dict[str, Any]:
-        """Its description in a bundle or table: name, role, file, input shape, entry keys."""
+        """Its description in a bundle or table: name, role, file, input shape, entry keys and
+        the architecture (so that a check can time the member again)."""
         a = self.arch
         return {"name": self.name, "role": self.role, "file": file,
                 "shape": [batch, a.in_channels, a.resolution, a.resolution],
-                "keys": [e.key for e in arch_entries(a)]}
+                "keys": [e.key for e in arch_entries(a)], "arch": a.to_dict()}
 
 
 def table_networks(space: SearchSpace, sample: TableSample) -> list[Network]:
@@ -174,7 +177,13 @@ def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: 
 def check_space_table(space: SearchSpace, table: LatencyTable, members: int, seed: int,
                       warmup: int, repeats: int) -> dict[str, Any]:
     """Measure ``members`` random members end to end here, in the table's runtime and settings,
-    and compare with the table's predictions: errors as fractions."""
+    and compare with the table's predictions: errors as fractions.
+
+    A few of the table's own calibration members are timed again beside them: how much faster
+    or slower they run now than when the table was built (``drift``) is the machine's change,
+    not the table's error, and the errors with that factor taken out are reported beside the
+    raw ones (a virtual machine's speed was measured to drift 5-25% within minutes).
+    """
     table.check_space(space)
     m = table.meta
     check_runtime(m["runtime"])
@@ -185,20 +194,37 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
                 for i in range(members)]
     for network in networks:
         table.predict(network.arch)  # a table that lacks a member's blocks says so first
+    references = drift_references(table)
+    timed = networks + [Network(n["name"], "reference", ArchSpec.from_dict(n["arch"]))
+                        for n in references]
     with torch_threads(settings.threads):
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: make_call(build(a), _input_shape(a), settings))
-             for n in networks}, warmup, repeats, log=lambda _: None, clock=m.get("clock", "wall"))
+             for n in timed}, warmup, repeats, log=lambda _: None, clock=m.get("clock", "wall"))
     value = f"{m.get('statistic', 'median')}_ms"
-    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks],
-                   {name: stats[value] for name, stats in measured.items()})
+    now = {name: stats[value] for name, stats in measured.items()}
+    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
+    drift = (statistics.median(now[n["name"]] / n["measured_ms"] for n in references) - 1
+             if references else None)
     spreads = [s["spread"] for s in measured.values()]
     here = machine_info()["device"]
+    # Timed at the table's speed, a member would have taken measured / (1 + drift).
+    corrected = [{"error": (1 + r["error"]) * (1 + drift) - 1} for r in rows] if drift else rows
     return {"space": space.name, "table": table.source, "runtime": m["runtime"],
             "threads": m["threads"], "batch": m["batch"], "table_device": m["device"],
             "device": here, "same_device": here == m["device"], "checks": rows,
             **error_summary(rows), "busy": is_busy(spreads),
-            "median_spread": sorted(spreads)[len(spreads) // 2] if spreads else 0.0}
+            "median_spread": sorted(spreads)[len(spreads) // 2] if spreads else 0.0,
+            "drift": drift, "drift_corrected": error_summary(corrected)}
+
+
+def drift_references(table: LatencyTable) -> list[dict[str, Any]]:
+    """Up to ``DRIFT_REFERENCES`` of the table's calibration members (those that record their
+    architecture), spread over its list."""
+    stored = [n for n in table.document.get("networks", [])
+              if n["role"] == "calibrate" and "arch" in n]
+    step = max(1, len(stored) // DRIFT_REFERENCES)
+    return stored[::step][:DRIFT_REFERENCES]
 
 
 def load_table_for(space: SearchSpace, path: str | None) -> LatencyTable:

@@ -23,6 +23,7 @@ from mbnas.cost.latency_table import LatencyTable
 from mbnas.errors import ConfigError
 from mbnas.search.latency import LatencyEstimateConfig, MeasuredLatency, latency_estimator
 from mbnas.space import available_spaces, load_space
+from mbnas.space_latency import check_space_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MICRO_SPACE = FIXTURES / "micro_space.yaml"
@@ -161,6 +162,27 @@ def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
     checked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert checked["runtime"] == runtime and len(checked["checks"]) == 2
     assert checked["median_abs_error"] >= 0 and checked["p90_abs_error"] >= 0
+    assert checked["drift"] is not None and checked["drift_corrected"]["median_abs_error"] >= 0
+
+
+def test_a_check_tells_the_machines_drift_from_the_tables_error(tmp_path, monkeypatch, capsys):
+    table = LatencyTable.load(build_table(tmp_path, "torch"))
+    then = {n["name"]: n["measured_ms"] for n in table.document["networks"]}
+
+    def twice_as_slow_now(makers, *args, **kwargs):
+        # The table's members take twice what they took; the members checked take exactly
+        # twice the table's prediction.
+        return {name: {"median_ms": 2 * then[name] if name in then else 2 * predicted[name],
+                       "spread": 0.0} for name in makers}
+
+    space = load_space(MICRO_SPACE)
+    rng = random.Random(7)  # the members `check seed=7` draws
+    predicted = {f"member-{i:03d}": table.predict(space.sample_random(rng)) for i in range(2)}
+    monkeypatch.setattr("mbnas.space_latency.measure_in_chunks", twice_as_slow_now)
+    result = check_space_table(space, table, members=2, seed=7, warmup=1, repeats=2)
+    assert result["drift"] == pytest.approx(1.0)
+    assert result["median_abs_error"] == pytest.approx(0.5)
+    assert result["drift_corrected"]["max_abs_error"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_table_for_another_space_or_block_set_is_refused(tmp_path, capsys):

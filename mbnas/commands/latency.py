@@ -29,6 +29,7 @@ from mbnas.validation import check_choice, check_int
 
 # The word after `latency` (see mbnas.cli): what to do.
 ACTIONS = ("build", "check", "export")
+DRIFT_NOTED = 0.03  # a drift of the machine's speed larger than this is pointed out
 USAGE = ("say what to do: `python -m mbnas latency build space=<name> out=FILE`, "
          "`latency check space=<name> latency.table=FILE` or `latency export space=<name> "
          "out=FOLDER` (the former `python -m mbnas latency space=...` is `latency build`)")
@@ -145,6 +146,13 @@ def print_errors(result: dict[str, Any]) -> None:
         print(f"|error| median {result['median_abs_error']:.1%}, p90 "
               f"{result['p90_abs_error']:.1%}, max {result['max_abs_error']:.1%} over "
               f"{len(result['checks'])} members")
+    drift = result.get("drift")
+    if drift is not None and abs(drift) > DRIFT_NOTED:
+        fixed = result["drift_corrected"]
+        print(f"note: the table's calibration members run {abs(drift):.0%} "
+              f"{'slower' if drift > 0 else 'faster'} here now than when it was built: the "
+              "machine's speed changed (or this is another machine). Without that change: "
+              f"|error| median {fixed['median_abs_error']:.1%}, p90 {fixed['p90_abs_error']:.1%}")
     if result.get("busy"):
         print(f"warning: the machine was busy (timings varied {result['median_spread']:.0%} "
               "across repeats): these figures are noisy; measure again when it is idle")

@@ -323,7 +323,8 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
               for n in calibrate]
     table["model"].update(fit_model(points))
     table["networks"] = [{"name": n["name"], "role": n["role"], "keys": n["keys"],
-                          "measured_ms": whole[n["name"]][value]} for n in networks]
+                          "measured_ms": whole[n["name"]][value],
+                          **({"arch": n["arch"]} if "arch" in n else {})} for n in networks]
     table["check"] = compare(table, [n for n in networks if n["role"] == "check"],
                              {name: stats[value] for name, stats in whole.items()})
     table["meta"].update(error_summary(table["check"]))
