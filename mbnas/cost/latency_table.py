@@ -45,10 +45,10 @@ class LatencyTable:
         found = document.get("format") if isinstance(document, dict) else None
         if found != TABLE_FORMAT:
             if str(found).startswith(TABLE_FORMAT.split("/")[0]):
+                space = (document.get("meta") or {}).get("space", "<space>")
                 raise ConfigError("latency.table", f"{path} is a table of format {found}, this "
                                   f"mbnas reads {TABLE_FORMAT}", "rebuild it with `python -m "
-                                  f"mbnas latency build space={document['meta'].get('space')} "
-                                  f"out={path}`")
+                                  f"mbnas latency build space={space} out={path}`")
             raise ConfigError("latency.table", f"{path} is not an mbnas latency table",
                               "build one with `python -m mbnas latency build`")
         return cls(document, str(path))
