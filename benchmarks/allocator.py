@@ -59,11 +59,9 @@ def one_run(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="mobilenet_v3_small")
-    parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    for name, default in (("resolution", 128), ("batch", 64), ("steps", 12), ("pairs", 2),
+                          ("threads", 2)):
+        parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--variant", choices=["system", "kept"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
