@@ -45,7 +45,7 @@ from mbnas.nn import build
 from mbnas.space import SearchSpace
 
 DEVICE_SCRIPT = device_script.DEVICE_SCRIPT_NAME
-DRIFT_REFERENCES = 4  # calibration members a check times again to see the machine's drift
+DRIFT_REFERENCES = 8  # calibration members a check times again to see the machine's drift
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,9 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
             "device": here, "same_device": here == m["device"], "checks": rows,
             **error_summary(rows), "busy": is_busy(spreads),
             "median_spread": sorted(spreads)[len(spreads) // 2] if spreads else 0.0,
-            "drift": drift, "drift_corrected": error_summary(corrected)}
+            "drift": drift, "drift_corrected": error_summary(corrected),
+            "references": [{"name": n["name"], "built_ms": n["measured_ms"],
+                            "now_ms": now[n["name"]]} for n in references]}
 
 
 def drift_references(table: LatencyTable) -> list[dict[str, Any]]:
