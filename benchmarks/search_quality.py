@@ -46,6 +46,7 @@ import mbnas
 from mbnas.arch import ArchSpec
 from mbnas.budget import Budget, WithinBudget
 from mbnas.config import load_config
+from mbnas.cost.device_script import keep_freed_memory
 from mbnas.data import DataConfig
 from mbnas.locking import file_lock
 from mbnas.run_folder import RunFolder
@@ -103,9 +104,11 @@ def train_winner(name: str, arch_path: Path, seed: int, args: argparse.Namespace
     return accuracy
 
 
-def share_threads(jobs: int) -> None:
-    """Each of ``jobs`` worker processes gets its share of the cores (no oversubscription)."""
+def init_worker(jobs: int) -> None:
+    """Each of ``jobs`` worker processes gets its share of the cores (no oversubscription) and
+    keeps freed memory, as an mbnas command does (a spawned worker does not inherit it)."""
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // jobs))
+    keep_freed_memory()
 
 
 def run_all(calls: list[tuple], jobs: int) -> list:
@@ -113,7 +116,7 @@ def run_all(calls: list[tuple], jobs: int) -> list:
     if jobs <= 1:
         return [call[0](*call[1:]) for call in calls]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=share_threads,
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
                              initargs=(jobs,)) as pool:
         futures = [pool.submit(*call) for call in calls]
         return [future.result() for future in futures]
@@ -355,6 +358,7 @@ def recorded_space(manifest: dict, out: Path) -> str:
 
 
 def main() -> None:
+    keep_freed_memory()  # as an mbnas command does: trainings here run in this process too
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
     parser.add_argument("--stage", choices=("all", "search", "train", "collect", "rank"),
