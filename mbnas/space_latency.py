@@ -123,12 +123,13 @@ def build_space_table(space: SearchSpace, sample: TableSample, cfg: LatencyConfi
     def maker(module: Callable[[], Any], shape: tuple[int, ...]) -> Callable[[], Any]:
         return lambda: make_call(module(), shape, settings)
 
+    sizes = {e.key: module_sizes(e.module(), batched(e.shape, settings.batch)) for e in entries}
     with torch_threads(settings.threads):
         document = build_table(
             {**table_meta(space, entries), **settings.describe()},
             {e.key: maker(e.module, e.shape) for e in entries},
-            {e.key: input_and_output_elements(e, settings.batch) for e in entries},
-            {e.key: entry_params(e) for e in entries},
+            {key: elements for key, (elements, _) in sizes.items()},
+            {key: params for key, (_, params) in sizes.items()},
             {n: make_call(Identity(), overhead_shape(n), settings) for n in OVERHEAD_ELEMENTS},
             [n.manifest("", settings.batch) for n in networks],
             {n.name: maker(lambda a=n.arch: build(a), _input_shape(n.arch)) for n in networks},
@@ -148,11 +149,11 @@ def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: 
     manifest_entries = []
     for index, entry in enumerate(entries):
         file = f"blocks/{index:05d}.onnx"
-        (folder / file).write_bytes(onnx_bytes(entry.module(), batched(entry.shape, batch)))
-        manifest_entries.append({"key": entry.key, "file": file,
-                                 "shape": list(batched(entry.shape, batch)),
-                                 "elements": input_and_output_elements(entry, batch),
-                                 "params": entry_params(entry)})
+        module, shape = entry.module(), batched(entry.shape, batch)
+        (folder / file).write_bytes(onnx_bytes(module, shape))
+        elements, params = module_sizes(module, shape)
+        manifest_entries.append({"key": entry.key, "file": file, "shape": list(shape),
+                                 "elements": elements, "params": params})
     for network in networks:
         shape = batched(_input_shape(network.arch), batch)
         (folder / f"networks/{network.name}.onnx").write_bytes(
@@ -245,17 +246,12 @@ def overhead_shape(elements: int) -> tuple[int, ...]:
     return (1, 1, 1, elements)
 
 
-def input_and_output_elements(entry: Entry, batch: int) -> int:
-    """How many numbers a call of the entry takes in and gives back, at batch ``batch``."""
-    shape = batched(entry.shape, batch)
+def module_sizes(module: torch.nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """How many numbers a call of ``module`` (eval mode) on an input of ``shape`` takes in and
+    gives back, and how many parameters it holds (BatchNorm included)."""
     with torch.no_grad():
-        out = entry.module()(torch.zeros(shape))
-    return math.prod(shape) + out.numel()
-
-
-def entry_params(entry: Entry) -> int:
-    """How many parameters the entry's module holds (its weights, BatchNorm included)."""
-    return sum(p.numel() for p in entry.module().parameters())
+        out = module(torch.zeros(shape))
+    return math.prod(shape) + out.numel(), sum(p.numel() for p in module.parameters())
 
 
 def _input_shape(arch: ArchSpec) -> tuple[int, ...]:
