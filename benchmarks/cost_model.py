@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import mbnas
+from mbnas.cost.device_script import keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import random_arch  # noqa: E402
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as an mbnas command does (BENCHMARKS.md, Latency table error)
     archs = [mbnas.load_arch(name) for name in mbnas.available_archs()]
     archs += [random_arch(seed, resolution=224) for seed in range(5)]
     print(f"{'architecture':<20} {'blocks':>6} {'count() ms':>11} {'build() ms':>11} {'ratio':>7}")

@@ -59,6 +59,7 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from mbnas.architectures import load_arch  # noqa: E402
 from mbnas.budget import Budget, WithinBudget  # noqa: E402
+from mbnas.cost.device_script import keep_freed_memory  # noqa: E402
 from mbnas.distributed import average_gradients, setup, teardown  # noqa: E402
 from mbnas.evaluators.brief_training import train_briefly  # noqa: E402
 from mbnas.nn import build  # noqa: E402
@@ -458,6 +459,7 @@ def machine() -> dict:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
+    keep_freed_memory()  # as an mbnas command does (BENCHMARKS.md, Latency table error)
     if args.device == "cuda":
         if not torch.cuda.is_available():
             sys.exit("scale_out.py: --device cuda, but CUDA is not available here")

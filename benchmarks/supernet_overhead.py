@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import mbnas
+from mbnas.cost.device_script import keep_freed_memory
 from mbnas.space import load_space
 from mbnas.supernet import Supernet
 from mbnas.supernet.training import sandwich_members, sandwich_step
@@ -154,6 +155,7 @@ def memory(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    keep_freed_memory()  # as an mbnas command does (BENCHMARKS.md, Latency table error)
     if arguments.memory:
         memory(arguments)
     else:

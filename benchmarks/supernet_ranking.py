@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import mbnas
+from mbnas.cost.device_script import keep_freed_memory
 from mbnas.data import DataConfig, make_loader
 from mbnas.evaluators.brief_training import train_briefly
 from mbnas.space import load_space
@@ -77,6 +78,7 @@ def kendall_tau(first: list[float], second: list[float]) -> float:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as an mbnas command does (BENCHMARKS.md, Latency table error)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     data = DataConfig(name="cifar10", root=args.data, resolution=32, batch_size=args.batch,
