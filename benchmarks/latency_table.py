@@ -1,7 +1,7 @@
 """How well a latency table predicts whole-network latency, per search space and runtime.
 
     python benchmarks/latency_table.py [--spaces ...] [--runtimes torch onnxruntime]
-        [--members 10] [--calibrate 16] [--check 20] [--repeats 20] [--statistic median|min]
+        [--members 10] [--calibrate 16] [--check 20] [--repeats 20] [--statistic min|median]
         [--clock wall|cpu] [--system-allocator] [--out-dir DIR]
 
 For each space and runtime: `python -m mbnas latency build` with the blocks of the calibration
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--statistic", choices=["median", "min"], default="median")
+    parser.add_argument("--statistic", choices=["median", "min"], default="min")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--system-allocator", action="store_true",
                         help="do not keep freed memory (the setting before 2026-11-28)")

@@ -186,8 +186,8 @@ def test_a_check_tells_the_machines_drift_from_the_tables_error(tmp_path, monkey
     def twice_as_slow_now(makers, *args, **kwargs):
         # The table's members take twice what they took; the members checked take exactly
         # twice the table's prediction.
-        return {name: {"median_ms": 2 * then[name] if name in then else 2 * predicted[name],
-                       "spread": 0.0} for name in makers}
+        now = {name: 2 * then[name] if name in then else 2 * predicted[name] for name in makers}
+        return {name: {"median_ms": ms, "min_ms": ms, "spread": 0.0} for name, ms in now.items()}
 
     space = load_space(MICRO_SPACE)
     rng = random.Random(7)  # the members `check seed=7` draws
@@ -263,13 +263,13 @@ def test_table_mode_without_a_table_says_how_to_build_one():
 
 
 def test_a_busy_machine_is_reported_once(monkeypatch, capsys):
-    noisy = Latency(median_ms=10.0, iqr_ms=5.0, repeats=10, threads=1)
+    noisy = Latency(median_ms=10.0, min_ms=8.0, iqr_ms=5.0, repeats=10, threads=1)
     monkeypatch.setattr("mbnas.search.latency.measure_config", lambda arch, cfg: noisy)
     estimate = MeasuredLatency(LatencyConfig())
     arch = load_space(MICRO_SPACE).smallest()
-    assert estimate.measure(arch) == estimate.measure(arch) == 10.0
+    assert estimate.measure(arch) == estimate.measure(arch) == 8.0  # the minimum, by default
     assert capsys.readouterr().out.count("vary by 50% across repeats") == 1
-    assert noisy.busy and not Latency(10.0, 0.2, 10, 1).busy
+    assert noisy.busy and not Latency(10.0, 9.9, 0.2, 10, 1).busy
 
 
 def test_cpu_clock_times_one_thread_and_refuses_more():

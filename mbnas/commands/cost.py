@@ -40,7 +40,8 @@ def run(cfg: Config) -> None:
         latency = measure_config(arch, cfg.latency)
     if cfg.format is OutputFormat.json:
         result = {"arch": arch.name, "resolution": arch.resolution, **cost.to_dict(),
-                  "latency_ms": latency and round(latency.median_ms, 4),
+                  "latency_ms": latency and round(latency.value(cfg.latency.statistic), 4),
+                  "latency_statistic": cfg.latency.statistic,
                   "latency_threads": cfg.latency.threads,
                   "latency_runtime": cfg.latency.runtime,
                   "latency_dtype": cfg.latency.dtype, "latency_layout": cfg.latency.layout,
@@ -60,7 +61,8 @@ def run(cfg: Config) -> None:
     print(f"= {format_count(cost.macs)} MACs, {format_count(cost.params)} parameters, "
           f"{format_count(cost.activations)} activations (conv and linear outputs per image)")
     if latency:
-        print(f"latency: {latency.median_ms:.2f} ms median (IQR {latency.iqr_ms:.2f} ms) with "
+        print(f"latency: {latency.value(cfg.latency.statistic):.2f} ms {cfg.latency.statistic} "
+              f"(median {latency.median_ms:.2f} ms, IQR {latency.iqr_ms:.2f} ms) with "
               f"{latency.runtime} on {processor_name()}, batch {cfg.latency.batch}, "
               f"{latency.dtype} {latency.layout}, {latency.threads} thread(s), "
               f"{latency.repeats} runs")

@@ -47,10 +47,11 @@ MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer'
 # Fewer calibration members than this fit only the line (offset, scale): three coefficients fitted
 # on a handful of noisy timings would follow the noise.
 MIN_MEMBERS_FOR_WEIGHTS = 6
-# What a latency is: the median of the repeats (typical latency, the default) or their minimum
-# (the latency without interference: on a shared machine a long call is preempted more often
-# than a short one, which biases medians of whole networks against those of blocks).
-STATISTICS = ("median", "min")
+# What a latency is: the minimum of the repeats (the latency without interference, the default:
+# on a shared machine a long call is preempted more often than a short one, which biases
+# medians of whole networks against those of blocks, and the median moves more from one process
+# or minute to the next) or their median (typical latency).
+STATISTICS = ("min", "median")
 # Which clock times a call: wall time (what a user waits), or the CPU time of the calling thread
 # (one-thread inference only): on a machine shared with other jobs, CPU time leaves out the time
 # the scheduler gave to them, so tables built there still predict an idle device.
@@ -294,7 +295,7 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
                 overhead_calls: dict[int, Call],
                 networks: Sequence[dict[str, Any]],
                 network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                statistic: str = "median", clock: str = "wall",
+                statistic: str = "min", clock: str = "wall",
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure entries, the call overhead and whole networks; fit the model on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document.
@@ -389,7 +390,7 @@ def onnxruntime_version() -> str:
 
 
 def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
-                   statistic: str = "median", clock: str = "wall",
+                   statistic: str = "min", clock: str = "wall",
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -427,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--statistic", choices=STATISTICS, default="median")
+    parser.add_argument("--statistic", choices=STATISTICS, default="min")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: CPU time of the calling thread (only with --threads 1)")
     args = parser.parse_args(argv)

@@ -70,7 +70,7 @@ class LatencyTable:
 
     @property
     def entries(self) -> dict[str, float]:
-        """Median latency (ms) per entry key, each timed alone."""
+        """Latency (ms, the table's statistic) per entry key, each timed alone."""
         return self.document["entries"]
 
     def describe(self) -> str:
