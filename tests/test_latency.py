@@ -15,6 +15,7 @@ from mbnas.cost.device_script import (
     fit_model,
     fit_overhead,
     keep_freed_memory,
+    measure_in_chunks,
     predict,
 )
 from mbnas.cost.latency import Latency, LatencyConfig, measure
@@ -177,6 +178,23 @@ def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
     assert checked["runtime"] == runtime and len(checked["checks"]) == 2
     assert checked["median_abs_error"] >= 0 and checked["p90_abs_error"] >= 0
     assert checked["drift"] is not None and checked["drift_corrected"]["median_abs_error"] >= 0
+
+
+def test_entries_are_measured_in_one_mixed_order_and_stored_by_key(tmp_path, monkeypatch, capsys):
+    orders = []
+
+    def recording(makers, *args, **kwargs):
+        orders.append(list(makers))
+        return measure_in_chunks(makers, *args, **kwargs)
+
+    monkeypatch.setattr("mbnas.cost.device_script.measure_in_chunks", recording)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = json.loads(build_table(tmp_path / "a", "torch").read_text())
+    build_table(tmp_path / "b", "torch")
+    entry_orders = [order for order in orders if set(order) == set(first["entries"])]
+    assert len(entry_orders) == 2 and entry_orders[0] == entry_orders[1]  # the same shuffle
+    assert entry_orders[0] != sorted(entry_orders[0])  # not one kind of block after another
+    assert list(first["entries"]) == sorted(first["entries"])
 
 
 def test_a_check_tells_the_machines_drift_from_the_tables_error(tmp_path, monkeypatch, capsys):
