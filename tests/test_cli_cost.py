@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from mbnas.__main__ import main
+from mbnas.cost.latency import Latency
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -24,6 +25,18 @@ def test_cost_overrides_scale_the_network(capsys):
           "resolution=160"])
     result = json.loads(capsys.readouterr().out)
     assert result["resolution"] == 160 and result["macs"] < 300_774_272 * 0.75 * (160 / 224) ** 2
+
+
+def test_cost_reports_the_configured_statistic_of_the_repeats(monkeypatch, capsys):
+    timed = Latency(median_ms=10.0, min_ms=8.0, iqr_ms=1.0, repeats=5, threads=1)
+    monkeypatch.setattr("mbnas.commands.cost.measure_config", lambda arch, cfg: timed)
+    args = ["cost", "arch=mobilenet_v2", "format=json"]
+    assert main(args) == 0
+    fastest = json.loads(capsys.readouterr().out)
+    assert main([*args, "latency.statistic=median"]) == 0
+    typical = json.loads(capsys.readouterr().out)
+    assert (fastest["latency_statistic"], fastest["latency_ms"]) == ("min", 8.0)
+    assert (typical["latency_statistic"], typical["latency_ms"]) == ("median", 10.0)
 
 
 def test_cost_table_with_measured_latency(tmp_path):

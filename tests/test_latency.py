@@ -188,7 +188,8 @@ def test_entries_are_measured_in_one_mixed_order_and_stored_by_key(tmp_path, mon
         return measure_in_chunks(makers, *args, **kwargs)
 
     monkeypatch.setattr("mbnas.cost.device_script.measure_in_chunks", recording)
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
     first = json.loads(build_table(tmp_path / "a", "torch").read_text())
     build_table(tmp_path / "b", "torch")
     entry_orders = [order for order in orders if set(order) == set(first["entries"])]
