@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -32,13 +31,9 @@ from mbnas.cost.device_script import (
     OVERHEAD_ELEMENTS,
     compare,
     error_summary,
-    fit_model,
-    fit_overhead,
-    measure_calls,
     measure_in_chunks,
-    mparams,
-    shuffled,
-    work,
+    measure_timings,
+    table_document,
 )
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
@@ -48,10 +43,12 @@ from mbnas.space import load_space
 from mbnas.space_latency import (
     TableSample,
     drift_references,
+    machine_drift,
     module_sizes,
     overhead_shape,
     table_entries,
     table_networks,
+    without_drift,
 )
 
 SPACES = ["default", "mobilenet_v3", "efficientnet_v2", "proxyless", "cifar", "nas_bench_macro"]
@@ -69,7 +66,8 @@ def member_makers(networks: list[dict[str, Any]], settings: RuntimeSettings
 
 
 def measure(space_name: str, runtime: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Entries, the call overhead and the whole members of a sampled table, all statistics."""
+    """The timings of a sampled table (every statistic kept), with what a table records of its
+    entries and members."""
     space = load_space(space_name)
     settings = LatencyConfig(runtime=runtime).settings()
     sample = TableSample(args.members, args.calibrate, args.check, args.seed)
@@ -77,19 +75,14 @@ def measure(space_name: str, runtime: str, args: argparse.Namespace) -> dict[str
     entries = table_entries(space, sample, networks)
     sizes = {e.key: module_sizes(e.module(), batched(e.shape, 1)) for e in entries}
     manifests = [n.manifest("", 1) for n in networks]
-    quiet = {"log": lambda _: None}
     with torch_threads(1):
-        timed = measure_in_chunks(
-            shuffled({e.key: (lambda e=e: make_call(e.module(), e.shape, settings))
-                      for e in entries}), args.warmup, args.repeats, **quiet)
-        overhead = measure_calls({str(n): make_call(Identity(), overhead_shape(n), settings)
-                                  for n in OVERHEAD_ELEMENTS}, args.warmup, args.repeats * 3)
-        whole = measure_in_chunks(member_makers(manifests, settings), args.warmup, args.repeats,
-                                  **quiet)
-    return {"space": space_name, "runtime": runtime, "entries": timed, "overhead": overhead,
+        timings = measure_timings(
+            {e.key: (lambda e=e: make_call(e.module(), e.shape, settings)) for e in entries},
+            {n: make_call(Identity(), overhead_shape(n), settings) for n in OVERHEAD_ELEMENTS},
+            member_makers(manifests, settings), args.warmup, args.repeats, log=lambda _: None)
+    return {"space": space_name, "runtime": runtime, "timings": timings,
             "elements": {key: size[0] for key, size in sizes.items()},
-            "params": {key: size[1] for key, size in sizes.items()},
-            "networks": manifests, "whole": whole}
+            "params": {key: size[1] for key, size in sizes.items()}, "networks": manifests}
 
 
 def retime(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -100,39 +93,22 @@ def retime(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
                                  args.repeats, log=lambda _: None)
 
 
-def table_for(measured: dict[str, Any], statistic: str) -> dict[str, Any]:
-    """The table document ``statistic`` gives: entries, overhead and model fitted."""
-    value = f"{statistic}_ms"
-    table = {"model": {**fit_overhead([(int(n), s[value])
-                                       for n, s in measured["overhead"].items()]),
-                       "offset_ms": 0.0, "scale": 1.0},
-             "entries": {key: s[value] for key, s in measured["entries"].items()},
-             "elements": measured["elements"], "params": measured["params"]}
-    table["networks"] = [{**n, "measured_ms": measured["whole"][n["name"]][value]}
-                         for n in measured["networks"]]
-    table["model"].update(fit_model(
-        [(work(table, n["keys"]), mparams(table, n["keys"]), n["measured_ms"])
-         for n in table["networks"] if n["role"] == "calibrate"]))
-    return table
-
-
-def scores(measured: dict[str, Any], retimed: list[dict[str, Any]], statistic: str
-           ) -> list[tuple[str, dict[str, Any]]]:
+def scores(measured: dict[str, Any], retimed: list[dict[str, Any]], statistic: str,
+           args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     """The |error| summaries of ``statistic``'s table: its own check, then per re-timing as
     measured and without the drift."""
-    value = f"{statistic}_ms"
-    table = table_for(measured, statistic)
+    table = table_document({}, measured["timings"], measured["elements"], measured["params"],
+                           measured["networks"], args.warmup, args.repeats, statistic,
+                           log=lambda _: None)
     checked = [n for n in table["networks"] if n["role"] == "check"]
-    then = {n["name"]: n["measured_ms"] for n in table["networks"]}
-    result = [("own", error_summary(compare(table, checked, then)))]
     references = drift_references(LatencyTable(table))
+    result = [("own", error_summary(table["check"]))]
     for index, times in enumerate(retimed, 1):
-        now = {name: s[value] for name, s in times.items()}
+        now = {name: s[f"{statistic}_ms"] for name, s in times.items()}
         rows = compare(table, checked, now)
-        drift = statistics.median(now[n["name"]] / then[n["name"]] for n in references) - 1
-        fixed = [{"error": (1 + r["error"]) * (1 + drift) - 1} for r in rows]
         result += [(f"re-timing {index}", error_summary(rows)),
-                   (f"re-timing {index} without the drift", error_summary(fixed))]
+                   (f"re-timing {index} without the drift",
+                    error_summary(without_drift(rows, machine_drift(references, now))))]
     return result
 
 
@@ -146,7 +122,8 @@ def run_step(*step: str) -> None:
     subprocess.run([sys.executable, __file__, *sys.argv[1:], *step], check=True)
 
 
-def report(folder: Path, pairs: list[tuple[str, str]]) -> None:
+def report(folder: Path, pairs: list[tuple[str, str]], args: argparse.Namespace
+           ) -> None:
     """Per table and statistic its scores; then how many meet the target, per statistic."""
     met: dict[str, list[bool]] = {}
     for space, runtime in pairs:
@@ -154,7 +131,7 @@ def report(folder: Path, pairs: list[tuple[str, str]]) -> None:
         measured = json.loads(stem.with_suffix(".json").read_text())
         retimed = [json.loads(Path(f"{stem}.retime{i}.json").read_text()) for i in (1, 2)]
         for statistic in STATISTICS:
-            row = scores(measured, retimed, statistic)
+            row = scores(measured, retimed, statistic, args)
             print(f"{space:<16} {runtime:<12} {statistic:<6} " + "  ".join(
                 f"{name}: {s['median_abs_error']:.1%} / {s['p90_abs_error']:.1%}"
                 for name, s in row))
@@ -203,7 +180,7 @@ def main() -> None:
     for space, runtime in pairs:
         stem = args.out_dir / f"{space}-{runtime}"
         run_step("--retime", str(stem.with_suffix(".json")), f"{stem}.retime2.json")
-    report(args.out_dir, pairs)
+    report(args.out_dir, pairs, args)
     print(f"wall time {time.perf_counter() - started:.0f} s; command: python "
           f"benchmarks/latency_statistic.py {' '.join(sys.argv[1:])}")
 

@@ -205,12 +205,10 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     value = f"{m.get('statistic', 'median')}_ms"
     now = {name: stats[value] for name, stats in measured.items()}
     rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
-    drift = (statistics.median(now[n["name"]] / n["measured_ms"] for n in references) - 1
-             if references else None)
+    drift = machine_drift(references, now)
     spreads = [s["spread"] for s in measured.values()]
     here = machine_info()["device"]
-    # Timed at the table's speed, a member would have taken measured / (1 + drift).
-    corrected = [{"error": (1 + r["error"]) * (1 + drift) - 1} for r in rows] if drift else rows
+    corrected = without_drift(rows, drift)
     return {"space": space.name, "table": table.source, "runtime": m["runtime"],
             "threads": m["threads"], "batch": m["batch"], "table_device": m["device"],
             "device": here, "same_device": here == m["device"], "checks": rows,
@@ -219,6 +217,22 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
             "drift": drift, "drift_corrected": error_summary(corrected),
             "references": [{"name": n["name"], "built_ms": n["measured_ms"],
                             "now_ms": now[n["name"]]} for n in references]}
+
+
+def machine_drift(references: list[dict[str, Any]], now: dict[str, float]) -> float | None:
+    """How much slower (positive) or faster the table's ``references`` run ``now`` (ms by name)
+    than when it was built: the median ratio less one; None without references."""
+    if not references:
+        return None
+    return statistics.median(now[n["name"]] / n["measured_ms"] for n in references) - 1
+
+
+def without_drift(rows: list[dict[str, Any]], drift: float | None) -> list[dict[str, Any]]:
+    """Checked ``rows`` with the machine's ``drift`` taken out of their errors."""
+    if not drift:
+        return rows
+    # Timed at the table's speed, a member would have taken measured / (1 + drift).
+    return [{**r, "error": (1 + r["error"]) * (1 + drift) - 1} for r in rows]
 
 
 def drift_references(table: LatencyTable) -> list[dict[str, Any]]:

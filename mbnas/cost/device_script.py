@@ -313,13 +313,36 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
     """Measure entries, the call overhead and whole networks; fit the model on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document.
     ``elements``: input and output elements of each entry's call; ``params``: its parameters."""
-    value = f"{statistic}_ms"
+    timings = measure_timings(entry_makers, overhead_calls, network_makers, warmup, repeats,
+                              clock, log)
+    return table_document(meta, timings, elements, params, networks, warmup, repeats, statistic,
+                          clock, log)
+
+
+def measure_timings(entry_makers: dict[str, Callable[[], Call]], overhead_calls: dict[int, Call],
+                    network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
+                    clock: str = "wall", log: Callable[[str], None] = print
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """A table's timings, every statistic kept: ``entries`` (in the shuffled order),
+    ``overhead`` (per element count) and ``whole`` (per network)."""
     log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
     entries = measure_in_chunks(shuffled(entry_makers), warmup, repeats, log, clock)
     overhead = measure_calls({str(n): call for n, call in overhead_calls.items()}, warmup,
                              repeats * 3, clock=clock)
     log(f"measuring {len(network_makers)} whole networks")
     whole = measure_in_chunks(network_makers, warmup, repeats, log, clock)
+    return {"entries": entries, "overhead": overhead, "whole": whole}
+
+
+def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, float]]],
+                   elements: dict[str, int], params: dict[str, int],
+                   networks: Sequence[dict[str, Any]], warmup: int, repeats: int,
+                   statistic: str = "min", clock: str = "wall",
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The table document that ``statistic`` of :func:`measure_timings`' timings gives: entries,
+    the fitted model, the networks and the error on those of role ``check``."""
+    value = f"{statistic}_ms"
+    entries, overhead, whole = timings["entries"], timings["overhead"], timings["whole"]
     spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
     table = {"format": TABLE_FORMAT,
              "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
