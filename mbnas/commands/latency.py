@@ -15,6 +15,7 @@ from typing import Any
 
 from mbnas.config import OutputFormat
 from mbnas.cost.latency import LatencyConfig
+from mbnas.cost.latency_table import LatencyTable
 from mbnas.errors import ConfigError
 from mbnas.space import SearchSpace, load_space
 from mbnas.space_latency import (
@@ -66,10 +67,17 @@ def run(cfg: Config) -> None:
         check_int(getattr(cfg, key), key, minimum=0)
     if cfg.members is not None:
         check_int(cfg.members, "members", minimum=0)
+    {"build": build, "check": check, "export": export}[cfg.action](cfg)
+
+
+def command_space(cfg: Config, table_classes: int | None = None) -> SearchSpace:
+    """The space a table is built, exported or checked for: ``space=``, its classifier sized by
+    ``num_classes=``, else by ``table_classes`` (check: the table's), else the space's own."""
     space = load_space(cfg.space)
-    if cfg.num_classes is not None:
-        space = space.replace(num_classes=check_int(cfg.num_classes, "num_classes"))
-    {"build": build, "check": check, "export": export}[cfg.action](cfg, space)
+    classes = cfg.num_classes if cfg.num_classes is not None else table_classes
+    if classes is None:
+        return space
+    return space.replace(num_classes=check_int(classes, "num_classes"))
 
 
 def output_path(cfg: Config) -> Path:
@@ -80,9 +88,9 @@ def output_path(cfg: Config) -> Path:
     return Path(cfg.out)
 
 
-def build(cfg: Config, space: SearchSpace) -> None:
+def build(cfg: Config) -> None:
     """Build, save and report a table."""
-    out = output_path(cfg)
+    out, space = output_path(cfg), command_space(cfg)
     quiet = cfg.format is OutputFormat.json
     table = build_space_table(space, TableSample(cfg.members, cfg.calibrate, cfg.check, cfg.seed),
                               cfg.latency, log=(lambda _: None) if quiet else print)
@@ -97,9 +105,13 @@ def build(cfg: Config, space: SearchSpace) -> None:
     print_errors(result)
 
 
-def check(cfg: Config, space: SearchSpace) -> None:
-    """Measure members end to end and print the table's error."""
-    table = load_table_for(space, cfg.latency.table)
+def check(cfg: Config) -> None:
+    """Measure members end to end and print the table's error (with the table's classes unless
+    ``num_classes=`` says otherwise: the classifier the table was built for)."""
+    if not cfg.latency.table:
+        load_table_for(command_space(cfg), None)  # says how to build one
+    table = LatencyTable.load(cfg.latency.table)
+    space = command_space(cfg, table.meta["num_classes"])
     result = check_space_table(space, table, check_int(cfg.check, "check"), cfg.seed,
                                cfg.latency.warmup, cfg.latency.repeats)
     if cfg.format is OutputFormat.json:
@@ -112,9 +124,9 @@ def check(cfg: Config, space: SearchSpace) -> None:
     print_errors(result)
 
 
-def export(cfg: Config, space: SearchSpace) -> None:
+def export(cfg: Config) -> None:
     """Write a bundle of ONNX files and the device script."""
-    folder = output_path(cfg)
+    folder, space = output_path(cfg), command_space(cfg)
     sample = TableSample(cfg.members, cfg.calibrate, cfg.check, cfg.seed)
     manifest = export_bundle(space, sample, folder, batch=cfg.latency.batch)
     count = len(json.loads(manifest.read_text())["entries"])
