@@ -38,12 +38,12 @@ from mbnas.cost.device_script import (
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
 from mbnas.cost.runtimes import Identity, RuntimeSettings, batched, make_call, torch_threads
-from mbnas.nn import build
 from mbnas.space import load_space
 from mbnas.space_latency import (
     TableSample,
     drift_references,
     machine_drift,
+    member_call,
     module_sizes,
     overhead_shape,
     table_entries,
@@ -59,10 +59,8 @@ TARGET = (0.03, 0.08)  # median and p90 |error|
 def member_makers(networks: list[dict[str, Any]], settings: RuntimeSettings
                   ) -> dict[str, Callable[[], Any]]:
     """A call maker per whole member (``networks``: table manifests with the architecture)."""
-    def maker(arch: ArchSpec) -> Callable[[], Any]:
-        shape = (1, arch.in_channels, arch.resolution, arch.resolution)
-        return lambda: make_call(build(arch), shape, settings)
-    return {n["name"]: maker(ArchSpec.from_dict(n["arch"])) for n in networks}
+    archs = {n["name"]: ArchSpec.from_dict(n["arch"]) for n in networks}
+    return {name: (lambda a=arch: member_call(a, settings)) for name, arch in archs.items()}
 
 
 def measure(space_name: str, runtime: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def build_space_table(space: SearchSpace, sample: TableSample, cfg: LatencyConfi
             {key: params for key, (_, params) in sizes.items()},
             {n: make_call(Identity(), overhead_shape(n), settings) for n in OVERHEAD_ELEMENTS},
             [n.manifest("", settings.batch) for n in networks],
-            {n.name: maker(lambda a=n.arch: build(a), _input_shape(n.arch)) for n in networks},
+            {n.name: (lambda a=n.arch: member_call(a, settings)) for n in networks},
             cfg.warmup, cfg.repeats, cfg.statistic, cfg.clock, log)
     return LatencyTable(document)
 
@@ -186,10 +186,8 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     raw ones (a virtual machine's speed was measured to drift 5-25% within minutes).
     """
     table.check_space(space)
-    m = table.meta
+    m, settings = table.meta, table.runtime_settings()
     check_runtime(m["runtime"])
-    settings = RuntimeSettings(runtime=m["runtime"], threads=m["threads"], batch=m["batch"],
-                               dtype=m.get("dtype", "float32"), layout=m.get("layout", "NCHW"))
     rng = random.Random(seed)
     networks = [Network(f"member-{i:03d}", "check", space.sample_random(rng))
                 for i in range(members)]
@@ -200,8 +198,8 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
                         for n in references]
     with torch_threads(settings.threads):
         measured = measure_in_chunks(
-            {n.name: (lambda a=n.arch: make_call(build(a), _input_shape(a), settings))
-             for n in timed}, warmup, repeats, log=lambda _: None, clock=m.get("clock", "wall"))
+            {n.name: (lambda a=n.arch: member_call(a, settings)) for n in timed}, warmup,
+            repeats, log=lambda _: None, clock=m.get("clock", "wall"))
     value = f"{m.get('statistic', 'median')}_ms"
     now = {name: stats[value] for name, stats in measured.items()}
     rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
@@ -266,6 +264,11 @@ def module_sizes(module: torch.nn.Module, shape: tuple[int, ...]) -> tuple[int, 
     with torch.no_grad():
         out = module(torch.zeros(shape))
     return math.prod(shape) + out.numel(), sum(p.numel() for p in module.parameters())
+
+
+def member_call(arch: ArchSpec, settings: RuntimeSettings) -> Callable[[], Any]:
+    """A call running the whole member ``arch`` once through the settings' runtime."""
+    return make_call(build(arch), _input_shape(arch), settings)
 
 
 def _input_shape(arch: ArchSpec) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from typing import Any
 from mbnas.arch import ArchSpec
 from mbnas.cost.block_set import arch_entries, block_set_digest, space_entries
 from mbnas.cost.device_script import TABLE_FORMAT, predict
+from mbnas.cost.runtimes import RuntimeSettings
 from mbnas.errors import ConfigError
 from mbnas.space import SearchSpace
 
@@ -72,6 +73,12 @@ class LatencyTable:
     def entries(self) -> dict[str, float]:
         """Latency (ms, the table's statistic) per entry key, each timed alone."""
         return self.document["entries"]
+
+    def runtime_settings(self) -> RuntimeSettings:
+        """The runtime, threads, batch, dtype and layout the table was measured in."""
+        m = self.meta
+        return RuntimeSettings(runtime=m["runtime"], threads=m["threads"], batch=m["batch"],
+                               dtype=m.get("dtype", "float32"), layout=m.get("layout", "NCHW"))
 
     def describe(self) -> str:
         """One line: space, runtime, threads, batch, device, date."""
