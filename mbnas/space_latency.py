@@ -39,6 +39,7 @@ from mbnas.cost.runtimes import (
     onnx_bytes,
     runtime_versions,
     torch_threads,
+    without_weights,
 )
 from mbnas.errors import ConfigError
 from mbnas.nn import build
@@ -150,14 +151,13 @@ def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: 
     for index, entry in enumerate(entries):
         file = f"blocks/{index:05d}.onnx"
         module, shape = entry.module(), batched(entry.shape, batch)
-        (folder / file).write_bytes(onnx_bytes(module, shape))
+        weights = write_onnx(folder / file, module, shape)
         elements, params = module_sizes(module, shape)
         manifest_entries.append({"key": entry.key, "file": file, "shape": list(shape),
-                                 "elements": elements, "params": params})
-    for network in networks:
-        shape = batched(_input_shape(network.arch), batch)
-        (folder / f"networks/{network.name}.onnx").write_bytes(
-            onnx_bytes(build(network.arch), shape))
+                                 "elements": elements, "params": params, "weights": weights})
+    network_weights = {
+        n.name: write_onnx(folder / f"networks/{n.name}.onnx", build(n.arch),
+                           batched(_input_shape(n.arch), batch)) for n in networks}
     overhead = []
     for n in OVERHEAD_ELEMENTS:
         file = f"overhead-{n}.onnx"
@@ -169,10 +169,20 @@ def export_bundle(space: SearchSpace, sample: TableSample, folder: Path, batch: 
     manifest = {"format": BUNDLE_FORMAT, "meta": meta,
                 "overhead": overhead,
                 "entries": manifest_entries,
-                "networks": [n.manifest(f"networks/{n.name}.onnx", batch) for n in networks]}
+                "networks": [{**n.manifest(f"networks/{n.name}.onnx", batch),
+                              "weights": network_weights[n.name]} for n in networks]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.copyfile(device_script.__file__, folder / DEVICE_SCRIPT)
     return folder / "manifest.json"
+
+
+def write_onnx(path: Path, module: torch.nn.Module, shape: tuple[int, ...]
+               ) -> list[dict[str, Any]]:
+    """Write ``module`` as ONNX for a device bundle, without its float weights; their names and
+    shapes, for the device script to generate."""
+    model, weights = without_weights(onnx_bytes(module, shape))
+    path.write_bytes(model)
+    return weights
 
 
 def check_space_table(space: SearchSpace, table: LatencyTable, members: int, seed: int,

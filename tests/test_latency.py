@@ -1,10 +1,13 @@
 import json
+import math
 import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
+import torch
 
 import mbnas
 from mbnas.__main__ import main
@@ -14,12 +17,15 @@ from mbnas.cost.device_script import (
     fit_line,
     fit_model,
     fit_overhead,
+    generated_weights,
     keep_freed_memory,
     measure_in_chunks,
+    onnxruntime_call,
     predict,
 )
 from mbnas.cost.latency import Latency, LatencyConfig, measure
 from mbnas.cost.latency_table import LatencyTable
+from mbnas.cost.runtimes import onnx_bytes, without_weights
 from mbnas.errors import ConfigError
 from mbnas.search.latency import LatencyEstimateConfig, MeasuredLatency, latency_estimator
 from mbnas.space import available_spaces, load_space
@@ -267,6 +273,28 @@ def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, ca
     table.check_space(load_space(MICRO_SPACE))
     assert table.meta["runtime"] == "onnxruntime" and "onnxruntime" in table.meta["versions"]
     assert table.predict(load_space(MICRO_SPACE).smallest()) > 0
+    # The bundle carries the weights' shapes, not their values: the script generates them.
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    models = [*manifest["entries"], *manifest["networks"]]
+    left_out = sum(4 * math.prod(w["shape"]) for m in models for w in m["weights"])
+    files = sum((bundle / m["file"]).stat().st_size for m in models)
+    assert files < left_out / 2  # with the weights inside, the files would outweigh them
+
+
+def test_a_model_without_its_weights_runs_on_generated_ones():
+    pytest.importorskip("onnxruntime")
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.BatchNorm2d(64),
+                                 torch.nn.ReLU(), torch.nn.Conv2d(64, 128, 3))
+    shape = (1, 3, 16, 16)
+    real = onnx_bytes(module, shape)
+    stripped, weights = without_weights(real)
+    assert len(stripped) < len(real) / 20
+    assert {tuple(w["shape"]) for w in weights} >= {(128, 64, 3, 3)}
+    arrays = generated_weights(weights)
+    assert all(arrays[w["name"]].shape == tuple(w["shape"]) for w in weights)
+    (output,) = onnxruntime_call(stripped, shape, 1, weights)()
+    assert output.shape == (1, 128, 12, 12) and numpy.isfinite(output).all()
+    assert 0 < numpy.abs(output).std() < 100  # activations neither vanish nor blow up
 
 
 def test_the_former_command_form_says_what_to_do(capsys):

@@ -10,6 +10,9 @@ this file)::
 then, back on the search machine: ``python -m mbnas search latency=table latency.table=table.json``.
 mbnas itself builds tables with the same functions (``python -m mbnas latency build``).
 
+The bundle's ONNX files leave out their float weights (latency depends on their shapes, not their
+values; a bundle of the `default` space would otherwise take 5 GB): this script generates them.
+
 The table predicts a whole network as ``offset + (scale + scale_per_mparam · M) · Σ (entry − call
 overhead)``. Every entry is timed alone and so pays the runtime's per-call overhead once, while the
 whole network pays it once in all: the overhead is measured on identity models, as a constant plus
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 TABLE_FORMAT = "mbnas-latency-table/2"
-BUNDLE_FORMAT = "mbnas-latency-bundle/2"
+BUNDLE_FORMAT = "mbnas-latency-bundle/3"
 DEVICE_SCRIPT_NAME = "measure_blocks.py"  # this file's name in a bundle folder
 BUSY_SPREAD = 0.10  # interquartile range / median above which a timing is called noisy
 OVERHEAD_ELEMENTS = (256, 16384, 262144, 1048576)  # identity models timed for the overhead
@@ -393,8 +396,11 @@ def machine_info() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- onnxruntime
 
-def onnxruntime_session(model: Any, threads: int) -> Any:
-    """An onnxruntime CPU session of an ONNX file or bytes, on ``threads`` intra-op threads."""
+def onnxruntime_session(model: Any, threads: int,
+                        weights: Sequence[dict[str, Any]] = ()) -> Any:
+    """An onnxruntime CPU session of an ONNX file or bytes, on ``threads`` intra-op threads.
+    ``weights``: the float weights the exported file left out (name and shape each), generated
+    here (see :func:`generated_weights`)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -403,16 +409,48 @@ def onnxruntime_session(model: Any, threads: int) -> Any:
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    arrays, buffers = generated_weights(weights), []
+    if arrays:
+        if not hasattr(options, "add_external_initializers"):
+            raise SystemExit(f"onnxruntime {onnxruntime.__version__} cannot take the weights "
+                             "this script generates (SessionOptions.add_external_initializers);"
+                             " install a newer onnxruntime on this device")
+        buffers = [onnxruntime.OrtValue.ortvalue_from_numpy(a) for a in arrays.values()]
+        options.add_external_initializers(list(arrays), buffers)
     path_or_bytes = str(model) if isinstance(model, Path) else model
-    return onnxruntime.InferenceSession(path_or_bytes, options,
-                                        providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(path_or_bytes, options,
+                                           providers=["CPUExecutionProvider"])
+    # onnxruntime reads generated weights from these buffers without copying them.
+    session.mbnas_buffers = (arrays, buffers)
+    return session
 
 
-def onnxruntime_call(model: Any, shape: Sequence[int], threads: int) -> Call:
+def generated_weights(weights: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Float32 arrays for the weights a bundle leaves out, by name. Latency does not depend on
+    the values of dense float weights, only on their shapes, so a bundle carries shapes instead
+    of gigabytes of random numbers; the values keep activations finite and normal-sized: fan-in
+    scaled normal for kernels, ones for per-channel vectors (positive, as a variance must be)."""
+    import numpy
+
+    rng = numpy.random.default_rng(seed)
+    arrays = {}
+    for weight in weights:
+        shape = weight["shape"]
+        if len(shape) >= 2:
+            fan_in = math.prod(shape[1:])
+            arrays[weight["name"]] = (rng.standard_normal(shape)
+                                      / math.sqrt(fan_in)).astype(numpy.float32)
+        else:
+            arrays[weight["name"]] = numpy.ones(shape, numpy.float32)
+    return arrays
+
+
+def onnxruntime_call(model: Any, shape: Sequence[int], threads: int,
+                     weights: Sequence[dict[str, Any]] = ()) -> Call:
     """A call that runs ``model`` once on a fixed random float32 input of ``shape``."""
     import numpy
 
-    session = onnxruntime_session(model, threads)
+    session = onnxruntime_session(model, threads, weights)
     feeds = {session.get_inputs()[0].name:
              numpy.random.default_rng(0).standard_normal(shape).astype(numpy.float32)}
     return lambda: session.run(None, feeds)
@@ -437,14 +475,12 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
                              f"{BUNDLE_FORMAT}; measure it with the {DEVICE_SCRIPT_NAME} the "
                              "export wrote into the folder, or export it again")
         raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
-    entry_makers = {e["key"]: _maker(folder / e["file"], e["shape"], threads)
-                    for e in manifest["entries"]}
+    entry_makers = {e["key"]: _maker(folder, e, threads) for e in manifest["entries"]}
     elements = {e["key"]: e["elements"] for e in manifest["entries"]}
     params = {e["key"]: e["params"] for e in manifest["entries"]}
     overhead_calls = {o["elements"]: onnxruntime_call(folder / o["file"], o["shape"], threads)
                       for o in manifest["overhead"]}
-    network_makers = {n["name"]: _maker(folder / n["file"], n["shape"], threads)
-                      for n in manifest["networks"]}
+    network_makers = {n["name"]: _maker(folder, n, threads) for n in manifest["networks"]}
     meta = {**manifest["meta"], "runtime": "onnxruntime", "threads": threads,
             "versions": {**manifest["meta"].get("versions", {}),
                          "onnxruntime": onnxruntime_version()}}
@@ -452,8 +488,9 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
                        network_makers, warmup, repeats, statistic, clock, log)
 
 
-def _maker(path: Path, shape: Sequence[int], threads: int) -> Callable[[], Call]:
-    return lambda: onnxruntime_call(path, shape, threads)
+def _maker(folder: Path, model: dict[str, Any], threads: int) -> Callable[[], Call]:
+    return lambda: onnxruntime_call(folder / model["file"], model["shape"], threads,
+                                    model.get("weights", ()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,8 @@ RUNTIMES = ("torch", "onnxruntime")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LAYOUTS = ("NCHW", "NHWC")  # NHWC: torch.channels_last
 ONNX_OPSET = 17
+WEIGHTS_LEFT_OUT_BYTES = 1024  # float weights this large leave a device bundle's ONNX files
+GENERATED_WEIGHTS = "generated-by-measure_blocks.py"  # their external data "file": none exists
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,34 @@ def onnx_bytes(module: torch.nn.Module, shape: tuple[int, ...]) -> bytes:
                           input_names=["image"], output_names=["output"],
                           opset_version=ONNX_OPSET)
     return buffer.getvalue()
+
+
+def without_weights(model: bytes, smallest: int = WEIGHTS_LEFT_OUT_BYTES
+                    ) -> tuple[bytes, list[dict[str, Any]]]:
+    """The ONNX ``model`` with its float32 weights of ``smallest`` bytes or more left out (marked
+    as external data that the device script generates: see
+    :func:`mbnas.cost.device_script.generated_weights`), and their names and shapes. Latency
+    depends on the weights' shapes, not their values; small tensors (shapes, per-channel
+    constants) stay in the file."""
+    try:
+        import onnx
+    except ImportError:
+        raise MbnasError("a bundle for a device needs the onnx package: "
+                         "`pip install -e \".[onnx]\"` (or `pip install onnx`)") from None
+    proto = onnx.load_from_string(model)
+    left_out = []
+    for tensor in proto.graph.initializer:
+        if tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.raw_data) < smallest:
+            continue
+        left_out.append({"name": tensor.name, "shape": list(tensor.dims)})
+        size = len(tensor.raw_data)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", GENERATED_WEIGHTS), ("offset", "0"),
+                           ("length", str(size))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    return proto.SerializeToString(), left_out
 
 
 def make_call(module: torch.nn.Module, shape: tuple[int, ...], settings: RuntimeSettings
