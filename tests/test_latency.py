@@ -338,3 +338,13 @@ def test_latency_states_the_dtype_and_layout_it_measured():
         LatencyConfig(runtime="onnxruntime", layout="NHWC").settings()
     with pytest.raises(ConfigError, match="latency.dtype"):
         LatencyConfig(dtype="int8").settings()
+
+
+def test_a_bundle_without_the_onnx_package_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+    assert main(["latency", "export", f"space={MICRO_SPACE}", f"out={tmp_path / 'b'}"]) == 2
+    assert "needs the onnx package: `pip install -c constraints.txt -e \".[onnx]\"`" in (
+        capsys.readouterr().err)
+    assert main(["latency", "build", f"space={MICRO_SPACE}", f"out={tmp_path / 't.json'}",
+                 "latency.runtime=onnxruntime", *QUICK]) == 2
+    assert "needs the onnx package" in capsys.readouterr().err

@@ -9,6 +9,7 @@ and inputs and the NHWC (channels_last) layout, as the settings state.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import warnings
 from collections.abc import Callable, Iterator
@@ -85,8 +86,20 @@ def batched(shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
     return (batch, *shape[1:])
 
 
+def require_onnx(packages: tuple[str, ...] = ("onnx",)) -> None:
+    """MbnasError naming the extra to install unless ``packages`` import: what exporting to ONNX
+    needs (the TorchScript exporter: onnx; the dynamo one: onnxscript too)."""
+    for name in packages:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise MbnasError(f"exporting to ONNX needs the {name} package: `pip install -c "
+                             "constraints.txt -e \".[onnx]\"`") from None
+
+
 def onnx_bytes(module: torch.nn.Module, shape: tuple[int, ...]) -> bytes:
     """``module`` (eval mode) as an ONNX model with one input ``image`` of ``shape``."""
+    require_onnx()
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter: seconds faster per block than the dynamo one, same graph.
@@ -104,11 +117,9 @@ def without_weights(model: bytes, smallest: int = WEIGHTS_LEFT_OUT_BYTES
     :func:`mbnas.cost.device_script.generated_weights`), and their names and shapes. Latency
     depends on the weights' shapes, not their values; small tensors (shapes, per-channel
     constants) stay in the file."""
-    try:
-        import onnx
-    except ImportError:
-        raise MbnasError("a bundle for a device needs the onnx package: "
-                         "`pip install -e \".[onnx]\"` (or `pip install onnx`)") from None
+    require_onnx()
+    import onnx
+
     proto = onnx.load_from_string(model)
     left_out = []
     for tensor in proto.graph.initializer:

@@ -26,7 +26,7 @@ import torch
 
 from mbnas.arch import PER_BLOCK_FIELDS, ArchSpec
 from mbnas.cost import count
-from mbnas.errors import MbnasError
+from mbnas.cost.runtimes import require_onnx
 from mbnas.export.timm import TimmUnsupported, timm_recipe
 from mbnas.nn import build
 
@@ -150,16 +150,6 @@ def export_torchscript(model: torch.nn.Module, arch: ArchSpec, path: str | Path)
     return write_atomically(path, lambda tmp: traced.save(str(tmp)))
 
 
-def check_onnx_installed() -> None:
-    """Raise MbnasError naming the extra to install when the ONNX exporter is missing."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise MbnasError("ONNX export needs the onnx packages; install them with "
-                         "`pip install -c constraints.txt -e \".[onnx]\"`") from None
-
-
 def export_program(model: torch.nn.Module, arch: ArchSpec, path: str | Path) -> Path:
     """A ``torch.export`` program of the network in eval mode, its batch axis dynamic (traced
     at batch 2: an example of 1 would fix the axis at 1)."""
@@ -188,7 +178,7 @@ def export_onnx(model: torch.nn.Module, arch: ArchSpec, path: str | Path, *,
                 dynamic_size: bool = False) -> Path:
     """An ONNX file (input ``image``, output ``logits``) of the network in eval mode, its batch
     axis dynamic and, with ``dynamic_size``, its height and width too."""
-    check_onnx_installed()
+    require_onnx(("onnx", "onnxscript"))
 
     def write(tmp: Path) -> None:
         with quiet_exporters(), contextlib.redirect_stdout(None):
