@@ -3,7 +3,7 @@ the table's build and its use.
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/latency_model_error.py TABLE [TABLE ...]
         [--members 60] [--calibrate 16] [--splits 40] [--seed 100] [--warmup 5] [--repeats 20]
-        [--passes 2]
+        [--passes 2] [--out-dir DIR]
 
 Per table (built by `python -m mbnas latency build`): ``--members`` random members of its space
 timed whole in this process, in the table's runtime, settings and statistic, then three scores
@@ -17,6 +17,9 @@ timed whole in this process, in the table's runtime, settings and statistic, the
   change between the whole networks it was fitted on and the ones it predicts; the entries
   still come from the build.
 
+``--out-dir`` keeps each table's timings (``<space>-<runtime>.timings.json``: per pass, each
+member's entry keys and time) for scoring other models offline.
+
 A table whose ``model`` score meets the target (median <= 3%, p90 <= 8%) but ``as built`` misses
 it lost its accuracy to the machine's drift, not to the model. The members are timed twice, one
 pass after the other; the scores use the first, and ``repeat`` (the second against the first)
@@ -26,10 +29,12 @@ is the floor that timing noise puts under any model's score.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from mbnas.cost.block_set import arch_entries
@@ -128,13 +133,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--passes", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--out-dir", type=Path)
     args = parser.parse_args()
     met: dict[str, int] = {}
     for path in args.tables:
         table = LatencyTable.load(path)
         started = time.perf_counter()
-        first, *again = time_members(table, args.members, args.seed, args.warmup,
-                                     args.repeats, args.passes)
+        timed = time_members(table, args.members, args.seed, args.warmup, args.repeats,
+                             args.passes)
+        if args.out_dir:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{table.meta['space']}-{table.meta['runtime']}.timings.json"
+            (args.out_dir / name).write_text(json.dumps(timed))
+        first, *again = timed
         row = scores(table, first, args.calibrate, args.splits, again[0] if again else None)
         for name, summary in row.items():
             met[name] = met.get(name, 0) + meets(summary)
