@@ -31,9 +31,11 @@ from mbnas.cost.device_script import (
     OVERHEAD_ELEMENTS,
     compare,
     error_summary,
+    machine_drift,
     measure_in_chunks,
     measure_timings,
     table_document,
+    without_drift,
 )
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
@@ -42,13 +44,11 @@ from mbnas.space import load_space
 from mbnas.space_latency import (
     TableSample,
     drift_references,
-    machine_drift,
     member_call,
     module_sizes,
     overhead_shape,
     table_entries,
     table_networks,
-    without_drift,
 )
 
 SPACES = ["default", "mobilenet_v3", "efficientnet_v2", "proxyless", "cifar", "nas_bench_macro"]

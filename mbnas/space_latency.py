@@ -7,7 +7,6 @@ import json
 import math
 import random
 import shutil
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,10 @@ from mbnas.cost.device_script import (
     compare,
     error_summary,
     is_busy,
+    machine_drift,
     machine_info,
     measure_in_chunks,
+    without_drift,
 )
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
@@ -225,22 +226,6 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
             "drift": drift, "drift_corrected": error_summary(corrected),
             "references": [{"name": n["name"], "built_ms": n["measured_ms"],
                             "now_ms": now[n["name"]]} for n in references]}
-
-
-def machine_drift(references: list[dict[str, Any]], now: dict[str, float]) -> float | None:
-    """How much slower (positive) or faster the table's ``references`` run ``now`` (ms by name)
-    than when it was built: the median ratio less one; None without references."""
-    if not references:
-        return None
-    return statistics.median(now[n["name"]] / n["measured_ms"] for n in references) - 1
-
-
-def without_drift(rows: list[dict[str, Any]], drift: float | None) -> list[dict[str, Any]]:
-    """Checked ``rows`` with the machine's ``drift`` taken out of their errors."""
-    if not drift:
-        return rows
-    # Timed at the table's speed, a member would have taken measured / (1 + drift).
-    return [{**r, "error": (1 + r["error"]) * (1 + drift) - 1} for r in rows]
 
 
 def drift_references(table: LatencyTable) -> list[dict[str, Any]]:

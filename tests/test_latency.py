@@ -273,6 +273,17 @@ def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, ca
     table.check_space(load_space(MICRO_SPACE))
     assert table.meta["runtime"] == "onnxruntime" and "onnxruntime" in table.meta["versions"]
     assert table.predict(load_space(MICRO_SPACE).smallest()) > 0
+    # Later, on the device: does the table still hold? Its members timed again, its drift.
+    capsys.readouterr()
+    assert namespace["main"]([str(bundle), "--check", str(out), "--repeats", "2",
+                              "--warmup", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "error on 2 members: median" in printed and "drift: the calibration members" in printed
+    other = json.loads(out.read_text())
+    other["meta"]["block_set"] = "another"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="not one measured from the bundle"):
+        namespace["main"]([str(bundle), "--check", str(tmp_path / "other.json")])
     # The bundle carries the weights' shapes, not their values: the script generates them.
     manifest = json.loads((bundle / "manifest.json").read_text())
     models = [*manifest["entries"], *manifest["networks"]]

@@ -60,10 +60,15 @@ def test_every_table_in_the_readme_is_accepted_where_it_is_used():
     for command in latency_section_commands():
         args = mbnas_args(command)
         if args is None:
-            if any(word.endswith(DEVICE_SCRIPT) for word in command):  # the device measures
-                bundle = command[command.index(next(w for w in command
-                                                    if w.endswith(DEVICE_SCRIPT))) + 1]
+            script = next((w for w in command if w.endswith(DEVICE_SCRIPT)), None)
+            if script is None:
+                continue
+            bundle = command[command.index(script) + 1]
+            if "--out" in command:  # the device measures the bundle into a table
                 tables[command[command.index("--out") + 1]] = bundles[bundle]
+            else:  # the device checks a table against the bundle it was measured from
+                assert tables[command[command.index("--check") + 1]] == bundles[bundle]
+                uses += 1
             continue
         if args[:2] in (["latency", "build"], ["latency", "export"]):
             space = latency_space(args)

@@ -8,6 +8,8 @@ this file)::
     python <folder>/measure_blocks.py <folder> --threads 1 --out table.json
 
 then, back on the search machine: ``python -m mbnas search latency=table latency.table=table.json``.
+Later, ``python <folder>/measure_blocks.py <folder> --check table.json`` times the bundle's members
+again and says whether the table still holds on this device (its error and the drift).
 mbnas itself builds tables with the same functions (``python -m mbnas latency build``).
 
 The bundle's ONNX files leave out their float weights (latency depends on their shapes, not their
@@ -281,6 +283,23 @@ def compare(table: dict[str, Any], networks: Sequence[dict[str, Any]],
     return rows
 
 
+def machine_drift(references: Sequence[dict[str, Any]], now: dict[str, float]) -> float | None:
+    """How much slower (positive) or faster a table's ``references`` (its networks, with the
+    ``measured_ms`` of the build) run ``now`` (ms by name): the median ratio less one; None
+    without references."""
+    if not references:
+        return None
+    return statistics.median(now[n["name"]] / n["measured_ms"] for n in references) - 1
+
+
+def without_drift(rows: Sequence[dict[str, Any]], drift: float | None) -> list[dict[str, Any]]:
+    """Checked ``rows`` with the machine's ``drift`` taken out of their errors."""
+    if not drift:
+        return list(rows)
+    # Timed at the table's speed, a member would have taken measured / (1 + drift).
+    return [{**r, "error": (1 + r["error"]) * (1 + drift) - 1} for r in rows]
+
+
 def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
                       log: Callable[[str], None] = print, clock: str = "wall"
                       ) -> dict[str, dict[str, float]]:
@@ -467,14 +486,7 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
                    statistic: str = "min", clock: str = "wall",
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """The table of a bundle folder written by ``mbnas latency export``, through onnxruntime."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    found = manifest.get("format")
-    if found != BUNDLE_FORMAT:
-        if str(found).startswith(BUNDLE_FORMAT.split("/")[0]):
-            raise SystemExit(f"{folder}: bundle format {found}, this script reads "
-                             f"{BUNDLE_FORMAT}; measure it with the {DEVICE_SCRIPT_NAME} the "
-                             "export wrote into the folder, or export it again")
-        raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
+    manifest = read_manifest(folder)
     entry_makers = {e["key"]: _maker(folder, e, threads) for e in manifest["entries"]}
     elements = {e["key"]: e["elements"] for e in manifest["entries"]}
     params = {e["key"]: e["params"] for e in manifest["entries"]}
@@ -486,6 +498,45 @@ def measure_bundle(folder: Path, threads: int, warmup: int, repeats: int,
                          "onnxruntime": onnxruntime_version()}}
     return build_table(meta, entry_makers, elements, params, overhead_calls, manifest["networks"],
                        network_makers, warmup, repeats, statistic, clock, log)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a bundle folder; SystemExit with what to do if it is not one this script
+    reads."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    found = manifest.get("format")
+    if found != BUNDLE_FORMAT:
+        if str(found).startswith(BUNDLE_FORMAT.split("/")[0]):
+            raise SystemExit(f"{folder}: bundle format {found}, this script reads "
+                             f"{BUNDLE_FORMAT}; measure it with the {DEVICE_SCRIPT_NAME} the "
+                             "export wrote into the folder, or export it again")
+        raise SystemExit(f"{folder}: not an mbnas latency bundle (no {BUNDLE_FORMAT} manifest)")
+    return manifest
+
+
+def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time the bundle's members again here, in ``table``'s threads, clock and statistic, and
+    score ``table`` (measured from this bundle) on them, as ``latency check`` does where mbnas
+    is installed: the check members' errors, and ``drift``, how much slower (> 0) or faster the
+    calibration members run now than when the table was built, with the errors without it."""
+    manifest, meta = read_manifest(folder), table.get("meta", {})
+    if (table.get("format") != TABLE_FORMAT or meta.get("block_set")
+            != manifest["meta"]["block_set"] or "networks" not in table):
+        raise SystemExit(f"the table is not one measured from the bundle {folder}: measure the "
+                         f"bundle with `{DEVICE_SCRIPT_NAME} {folder} --out TABLE` first")
+    log(f"timing {len(manifest['networks'])} whole networks again")
+    timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
+                               for n in manifest["networks"]}, warmup, repeats, log,
+                              meta.get("clock", "wall"))
+    now = {name: stats[f"{meta.get('statistic', 'min')}_ms"] for name, stats in timed.items()}
+    rows = compare(table, [n for n in table["networks"] if n["role"] == "check"], now)
+    drift = machine_drift([n for n in table["networks"] if n["role"] == "calibrate"], now)
+    spreads = [stats["spread"] for stats in timed.values()]
+    return {"checks": rows, **error_summary(rows), "drift": drift,
+            "drift_corrected": error_summary(without_drift(rows, drift)),
+            "busy": is_busy(spreads)}
 
 
 def _maker(folder: Path, model: dict[str, Any], threads: int) -> Callable[[], Call]:
@@ -504,9 +555,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--statistic", choices=STATISTICS, default="min")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: CPU time of the calling thread (only with --threads 1)")
+    parser.add_argument("--check", type=Path, metavar="TABLE",
+                        help="instead of measuring: time the bundle's members again and print "
+                             "the error of TABLE (written from this bundle) on this device now")
     args = parser.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu needs --threads 1")
+    if args.check:
+        return print_check(check_bundle(args.bundle, json.loads(args.check.read_text()),
+                                        args.warmup, args.repeats))
     table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic,
                            args.clock)
     args.out.write_text(json.dumps(table, indent=1))
@@ -515,6 +572,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error on {len(table['check'])} members: median {meta['median_abs_error']:.1%}, "
               f"p90 {meta['p90_abs_error']:.1%}")
     print(f"wrote {args.out} ({len(table['entries'])} entries)")
+    return 0
+
+
+def print_check(result: dict[str, Any]) -> int:
+    """The errors of :func:`check_bundle`, the drift and a busy warning; exit status 0."""
+    print(f"error on {len(result['checks'])} members: median {result['median_abs_error']:.1%}, "
+          f"p90 {result['p90_abs_error']:.1%}")
+    if result["drift"] is not None:
+        fixed = result["drift_corrected"]
+        print(f"drift: the calibration members run {result['drift']:+.1%} against the build; "
+              f"without it: median {fixed['median_abs_error']:.1%}, p90 "
+              f"{fixed['p90_abs_error']:.1%}")
+    if result["busy"]:
+        print("warning: this machine is busy (timings vary across repeats): measure again when "
+              "it is idle")
     return 0
 
 
