@@ -279,11 +279,15 @@ def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, ca
                               "--warmup", "1"]) == 0
     printed = capsys.readouterr().out
     assert "error on 2 members: median" in printed and "drift: the calibration members" in printed
-    other = json.loads(out.read_text())
-    other["meta"]["block_set"] = "another"
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="not one measured from the bundle"):
-        namespace["main"]([str(bundle), "--check", str(tmp_path / "other.json")])
+    for change in ("block set", "members"):
+        other = json.loads(out.read_text())
+        if change == "block set":
+            other["meta"]["block_set"] = "another"
+        else:  # another export's members (another seed) under the same names
+            other["networks"][0]["keys"] = other["networks"][0]["keys"][1:]
+        (tmp_path / "other.json").write_text(json.dumps(other))
+        with pytest.raises(SystemExit, match="not one measured from the bundle"):
+            namespace["main"]([str(bundle), "--check", str(tmp_path / "other.json")])
     # The bundle carries the weights' shapes, not their values: the script generates them.
     manifest = json.loads((bundle / "manifest.json").read_text())
     models = [*manifest["entries"], *manifest["networks"]]

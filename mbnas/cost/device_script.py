@@ -522,8 +522,11 @@ def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
     is installed: the check members' errors, and ``drift``, how much slower (> 0) or faster the
     calibration members run now than when the table was built, with the errors without it."""
     manifest, meta = read_manifest(folder), table.get("meta", {})
+    bundled = {n["name"]: n["keys"] for n in manifest["networks"]}
     if (table.get("format") != TABLE_FORMAT or meta.get("block_set")
-            != manifest["meta"]["block_set"] or "networks" not in table):
+            != manifest["meta"]["block_set"]
+            or not table.get("networks")
+            or any(bundled.get(n["name"]) != n["keys"] for n in table["networks"])):
         raise SystemExit(f"the table is not one measured from the bundle {folder}: measure the "
                          f"bundle with `{DEVICE_SCRIPT_NAME} {folder} --out TABLE` first")
     log(f"timing {len(manifest['networks'])} whole networks again")
