@@ -44,6 +44,7 @@ from mbnas.cost.device_script import (
     measure_in_chunks,
     mparams,
     predict,
+    statistic_key,
     work,
 )
 from mbnas.cost.latency_table import LatencyTable
@@ -65,14 +66,13 @@ def time_members(table: LatencyTable, members: int, seed: int, warmup: int, repe
     archs = [space.sample_random(rng) for _ in range(members)]
     keys = [[e.key for e in arch_entries(a)] for a in archs]
     settings = table.runtime_settings()
-    value = f"{m.get('statistic', 'median')}_ms"
     timed = []
     with torch_threads(settings.threads):
         for _ in range(passes):
             times = measure_in_chunks({f"{i:04d}": (lambda a=a: member_call(a, settings))
                                        for i, a in enumerate(archs)}, warmup, repeats,
                                       log=lambda _: None, clock=m.get("clock", "wall"))
-            timed.append([(k, times[f"{i:04d}"][value]) for i, k in enumerate(keys)])
+            timed.append([(k, times[f"{i:04d}"][statistic_key(m)]) for i, k in enumerate(keys)])
     return timed
 
 

@@ -27,6 +27,7 @@ from mbnas.cost.device_script import (
     machine_drift,
     machine_info,
     measure_in_chunks,
+    statistic_key,
     without_drift,
 )
 from mbnas.cost.latency import LatencyConfig
@@ -211,8 +212,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: member_call(a, settings)) for n in timed}, warmup,
             repeats, log=lambda _: None, clock=m.get("clock", "wall"))
-    value = f"{m.get('statistic', 'median')}_ms"
-    now = {name: stats[value] for name, stats in measured.items()}
+    now = {name: stats[statistic_key(m)] for name, stats in measured.items()}
     rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
     drift = machine_drift(references, now)
     spreads = [s["spread"] for s in measured.values()]

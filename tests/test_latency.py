@@ -22,6 +22,7 @@ from mbnas.cost.device_script import (
     measure_in_chunks,
     onnxruntime_call,
     predict,
+    print_check,
 )
 from mbnas.cost.latency import Latency, LatencyConfig, measure
 from mbnas.cost.latency_table import LatencyTable
@@ -288,6 +289,8 @@ def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, ca
         (tmp_path / "other.json").write_text(json.dumps(other))
         with pytest.raises(SystemExit, match="not one measured from the bundle"):
             namespace["main"]([str(bundle), "--check", str(tmp_path / "other.json")])
+    with pytest.raises(SystemExit, match="missing.json: cannot read the table"):
+        namespace["main"]([str(bundle), "--check", str(tmp_path / "missing.json")])
     # The bundle carries the weights' shapes, not their values: the script generates them.
     manifest = json.loads((bundle / "manifest.json").read_text())
     models = [*manifest["entries"], *manifest["networks"]]
@@ -363,3 +366,12 @@ def test_a_bundle_without_the_onnx_package_says_what_to_install(tmp_path, monkey
     assert main(["latency", "build", f"space={MICRO_SPACE}", f"out={tmp_path / 't.json'}",
                  "latency.runtime=onnxruntime", *QUICK]) == 2
     assert "needs the onnx package" in capsys.readouterr().err
+
+
+def test_a_device_check_without_check_members_gives_the_drift_alone(capsys):
+    result = {"checks": [], "median_abs_error": None, "p90_abs_error": None, "drift": 0.05,
+              "drift_corrected": {"median_abs_error": None, "p90_abs_error": None},
+              "busy": False}
+    assert print_check(result) == 0
+    printed = capsys.readouterr().out
+    assert "no check members" in printed and "run +5.0% against the build\n" in printed

@@ -283,6 +283,12 @@ def compare(table: dict[str, Any], networks: Sequence[dict[str, Any]],
     return rows
 
 
+def statistic_key(meta: dict[str, Any]) -> str:
+    """The timing key of a table's statistic (``min_ms`` or ``median_ms``), from its ``meta``;
+    tables built before the statistic was recorded hold medians."""
+    return f"{meta.get('statistic', 'median')}_ms"
+
+
 def machine_drift(references: Sequence[dict[str, Any]], now: dict[str, float]) -> float | None:
     """How much slower (positive) or faster a table's ``references`` (its networks, with the
     ``measured_ms`` of the build) run ``now`` (ms by name): the median ratio less one; None
@@ -533,7 +539,7 @@ def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
     timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
                                for n in manifest["networks"]}, warmup, repeats, log,
                               meta.get("clock", "wall"))
-    now = {name: stats[f"{meta.get('statistic', 'min')}_ms"] for name, stats in timed.items()}
+    now = {name: stats[statistic_key(meta)] for name, stats in timed.items()}
     rows = compare(table, [n for n in table["networks"] if n["role"] == "check"], now)
     drift = machine_drift([n for n in table["networks"] if n["role"] == "calibrate"], now)
     spreads = [stats["spread"] for stats in timed.values()]
@@ -559,14 +565,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: CPU time of the calling thread (only with --threads 1)")
     parser.add_argument("--check", type=Path, metavar="TABLE",
-                        help="instead of measuring: time the bundle's members again and print "
-                             "the error of TABLE (written from this bundle) on this device now")
+                        help="instead of measuring: time the bundle's members again (in TABLE's "
+                             "threads, clock and statistic) and print the error of TABLE "
+                             "(written from this bundle) on this device now")
     args = parser.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu needs --threads 1")
     if args.check:
-        return print_check(check_bundle(args.bundle, json.loads(args.check.read_text()),
-                                        args.warmup, args.repeats))
+        return print_check(check_bundle(args.bundle, read_table(args.check), args.warmup,
+                                        args.repeats))
     table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic,
                            args.clock)
     args.out.write_text(json.dumps(table, indent=1))
@@ -578,15 +585,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def read_table(path: Path) -> dict[str, Any]:
+    """The table at ``path``; SystemExit saying what is wrong if it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path}: cannot read the table ({error}); give the file that "
+                         f"`{DEVICE_SCRIPT_NAME} BUNDLE --out FILE` wrote") from None
+
+
 def print_check(result: dict[str, Any]) -> int:
     """The errors of :func:`check_bundle`, the drift and a busy warning; exit status 0."""
-    print(f"error on {len(result['checks'])} members: median {result['median_abs_error']:.1%}, "
-          f"p90 {result['p90_abs_error']:.1%}")
+    checked = result["median_abs_error"] is not None
+    if checked:
+        print(f"error on {len(result['checks'])} members: median "
+              f"{result['median_abs_error']:.1%}, p90 {result['p90_abs_error']:.1%}")
+    else:
+        print("the bundle has no check members (exported with check=0): only the drift")
     if result["drift"] is not None:
         fixed = result["drift_corrected"]
-        print(f"drift: the calibration members run {result['drift']:+.1%} against the build; "
-              f"without it: median {fixed['median_abs_error']:.1%}, p90 "
-              f"{fixed['p90_abs_error']:.1%}")
+        print(f"drift: the calibration members run {result['drift']:+.1%} against the build"
+              + (f"; without it: median {fixed['median_abs_error']:.1%}, p90 "
+                 f"{fixed['p90_abs_error']:.1%}" if checked else ""))
     if result["busy"]:
         print("warning: this machine is busy (timings vary across repeats): measure again when "
               "it is idle")
