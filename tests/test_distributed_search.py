@@ -37,7 +37,8 @@ def worker(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def loaded(storage_url: str | None, study_db: Path, timeout: float = 300) -> optuna.Study:
+def loaded(storage_url: str | None, study_db: Path, workers: list[subprocess.Popen],
+           timeout: float = 300) -> optuna.Study:
     """The shared study, once the first worker has created it."""
     deadline = time.monotonic() + timeout
     while True:
@@ -45,6 +46,8 @@ def loaded(storage_url: str | None, study_db: Path, timeout: float = 300) -> opt
             return optuna.load_study(study_name="shared",
                                      storage=open_storage(storage_url, study_db))
         except (KeyError, ConfigError):  # no study yet, or not even its SQLite file
+            dead = [w.communicate()[0] for w in workers if w.poll() is not None]
+            assert not dead, f"a worker ended before the study existed: {dead[0]}"
             assert time.monotonic() < deadline, "no worker created the study"
             time.sleep(0.2)
 
@@ -58,12 +61,26 @@ def kill_while_training(study: optuna.Study, workers: list[subprocess.Popen],
     while time.monotonic() < deadline:
         for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
             victim = names.get(trial.user_attrs.get("worker"))
-            if victim is not None and trial.user_attrs.get("slot"):
+            if victim is not None and trial.user_attrs.get("slot") and still_training(
+                    study, victim, trial.number):
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 return victim, trial.number
         time.sleep(0.05)
     raise AssertionError("no worker trained a candidate")
+
+
+def still_training(study: optuna.Study, worker: subprocess.Popen, number: int) -> bool:
+    """Freeze ``worker`` and say whether trial ``number`` is still running: a trial seen running
+    a moment ago may have ended since (CI once killed a worker just after it told its result).
+    The pause lets a commit already sent reach the database; a worker that finished the trial
+    goes on."""
+    worker.send_signal(signal.SIGSTOP)
+    time.sleep(0.5)
+    if study.get_trials(deepcopy=False)[number].state == RUNNING:
+        return True
+    worker.send_signal(signal.SIGCONT)
+    return False
 
 
 def finish(workers: list[subprocess.Popen]) -> list[str]:
@@ -96,7 +113,7 @@ def test_postgresql_three_workers_one_killed(postgres, tmp_path, monkeypatch):
     storages = ["storage=env:MBNAS_STORAGE", "storage=env:MBNAS_STORAGE", f"storage={url}"]
     workers = [worker(["n_trials=4", f"runs_dir=machine{i}", storage], tmp_path, env)
                for i, storage in enumerate(storages)]
-    study = loaded(url, tmp_path)
+    study = loaded(url, tmp_path, workers)
     victim, killed = kill_while_training(study, workers)
     outputs = finish([w for w in workers if w is not victim])
     check_study(study, 4, killed)
@@ -124,7 +141,7 @@ def test_postgresql_three_workers_one_killed(postgres, tmp_path, monkeypatch):
 def test_sqlite_two_workers_one_killed(tmp_path):
     env = {**os.environ, "MBNAS_CACHE": str(tmp_path / "cache")}
     workers = [worker(["n_trials=3"], tmp_path, env) for _ in range(2)]
-    study = loaded(None, tmp_path / "runs" / "shared" / "study.db")
+    study = loaded(None, tmp_path / "runs" / "shared" / "study.db", workers)
     victim, killed = kill_while_training(study, workers)
     finish([w for w in workers if w is not victim])
     check_study(study, 3, killed)
