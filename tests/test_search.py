@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 import mbnas
+from mbnas.__main__ import main
 from mbnas.budget import Budget
 from mbnas.evaluators import Evaluation
 from mbnas.search.callbacks import StopAtTotal
@@ -240,6 +241,26 @@ def test_a_resumed_study_draws_new_candidates_instead_of_replaying_its_first(tmp
     # A fresh study with the same seed draws the same candidates: runs stay reproducible.
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'again.db'}")
     assert draws(5) == first
+
+
+def test_a_worker_explores_with_its_own_samplers_seed(tmp_path, monkeypatch):
+    # The explorations after repeats follow the process's sampler: the run's creator explores
+    # from seed= (reproducible), a worker joining it (here: the run resumed) from its own seed.
+    seeds = []
+
+    class Recorded(ExploreAfterRepeats):
+        def __init__(self, space, budget, seed, total=None):
+            seeds.append(seed)
+            super().__init__(space, budget, seed, total)
+
+    monkeypatch.setattr("mbnas.search.run.ExploreAfterRepeats", Recorded)
+    monkeypatch.chdir(tmp_path)
+    search = ["search", "+budget.macs=0.5M", "preset=smoke", f"space={TINY_SPACE}",
+              "data.synthetic_size=128", "latency=none", "evaluator=zero_cost", "seed=3",
+              "startup_trials=2", "name=run"]
+    assert main([*search, "n_trials=2"]) == 0
+    assert main([*search, "n_trials=3"]) == 0
+    assert seeds[0] == 3 and seeds[1] != 3
 
 
 def test_workers_joining_a_study_are_seeded_apart_from_its_creator_and_each_other(tmp_path):

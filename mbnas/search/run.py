@@ -205,10 +205,14 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
             recorded = folder.name
         storage = open_storage(cfg.storage, folder.study_db, cfg.heartbeat)
         check_study_home(folder.name, storage, recorded, str(folder.path))
-        study = open_study(folder.name, storage,
-                           lambda offset: make_sampler(cfg.sampler, cfg.seed + offset,
-                                                     cfg.startup_trials),
-                           cfg.objective, run.signature(), make_pruner(cfg.pruner, run.evaluator))
+        seeds: list[int] = []  # the seed of this process's sampler (see seed_offset)
+
+        def sampler_for(offset: int) -> optuna.samplers.BaseSampler:
+            seeds.append(cfg.seed + offset)
+            return make_sampler(cfg.sampler, seeds[-1], cfg.startup_trials)
+
+        study = open_study(folder.name, storage, sampler_for, cfg.objective, run.signature(),
+                           make_pruner(cfg.pruner, run.evaluator))
     # Trials of workers that died are failed (and enqueued again) before counting what is left.
     fail_stale_trials(study)
     # Written once the study accepted the settings: a refused resume leaves the old config.
@@ -229,7 +233,7 @@ def lead_search(run: SearchRun, lead: Lead, processes: int = 1) -> optuna.Study:
             cfg, run.space, run.budget, forecast.warmup_step)))
         evaluator.prepare(folder)
         log_warmup(folder)
-        optimize(study, run, evaluator)
+        optimize(study, run, evaluator, seeds[-1])
     score_name = evaluator_class(run.evaluator.name).score_name
     export_best(study, folder, cfg.export, evaluator, score_name)
     synthetic = cfg.data.name == "synthetic" and run.evaluator.reads_data
@@ -291,15 +295,17 @@ def log_warmup(folder: RunFolder) -> None:
         log_warmup_losses(folder.tensorboard, losses)
 
 
-def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator) -> None:
-    """Run trials until the study holds ``n_trials`` evaluated candidates, logging as it goes."""
+def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator, seed: int) -> None:
+    """Run trials until the study holds ``n_trials`` evaluated candidates, logging as it goes.
+    ``seed``: this process's sampler's, which its explorations follow too (workers exploring
+    alike would pick the same neighbours)."""
     cfg = run.cfg
     study_log = StudyLog(run.folder.tensorboard)
     reuse = cfg.duplicates == "reuse"
     objective = Objective(run.space, run.budget, cfg.objective, evaluator.evaluate,
                           run.estimate_latency, run.folder.tensorboard,
                           TrialSlots(cfg.n_trials, reuse_duplicates=reuse),
-                          ExploreAfterRepeats(run.space, run.budget, cfg.seed, cfg.n_trials)
+                          ExploreAfterRepeats(run.space, run.budget, seed, cfg.n_trials)
                           if reuse else None,
                           reporting_to if cfg.pruner != "none" else None)
     summaries = StudySummaries(study_log, cost_metric(cfg.objective), run.budget.limits)
