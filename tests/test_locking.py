@@ -52,7 +52,7 @@ def test_a_live_holder_is_named_and_the_waiter_gives_up_after_its_timeout(tmp_pa
 
 def test_the_waiter_goes_on_when_the_holder_finishes(tmp_path, capsys):
     lock = tmp_path / "storage.lock"
-    process = holder(lock, 0.5)
+    process = holder(lock, 1.5)  # long enough that a busy machine still finds it held
     with file_lock(lock, "the storage", timeout_s=30, poll_s=0.1):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     process.wait()
