@@ -2,7 +2,7 @@
 the table's build and its use.
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/latency_model_error.py TABLE [TABLE ...]
-        [--members 60] [--calibrate 16] [--splits 40] [--seed 100] [--warmup 5] [--repeats 20]
+        [--members 60] [--calibrate 16] [--splits 40] [--seed 100] [--warmup 5] [--repeats 60]
         [--passes 2] [--out-dir DIR]
 
 Per table (built by `python -m mbnas latency build`): ``--members`` random members of its space
@@ -39,6 +39,7 @@ from typing import Any
 
 from mbnas.cost.block_set import arch_entries
 from mbnas.cost.device_script import (
+    NETWORK_REPEATS,
     error_summary,
     fit_model,
     measure_in_chunks,
@@ -131,7 +132,8 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=40)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
+    # A whole member's repeats, as a table's build and `latency check` time them.
+    parser.add_argument("--repeats", type=int, default=20 * NETWORK_REPEATS)
     parser.add_argument("--passes", type=int, choices=(1, 2), default=2)
     parser.add_argument("--out-dir", type=Path)
     args = parser.parse_args()

@@ -19,6 +19,7 @@ from mbnas.cost import device_script
 from mbnas.cost.block_set import Entry, arch_entries, block_set_digest, space_entries
 from mbnas.cost.device_script import (
     BUNDLE_FORMAT,
+    NETWORK_REPEATS,
     OVERHEAD_ELEMENTS,
     build_table,
     compare,
@@ -190,7 +191,8 @@ def write_onnx(path: Path, module: torch.nn.Module, shape: tuple[int, ...]
 def check_space_table(space: SearchSpace, table: LatencyTable, members: int, seed: int,
                       warmup: int, repeats: int) -> dict[str, Any]:
     """Measure ``members`` random members end to end here, in the table's runtime and settings,
-    and compare with the table's predictions: errors as fractions.
+    and compare with the table's predictions: errors as fractions. Each is timed ``repeats`` ×
+    ``NETWORK_REPEATS`` times, as the table's own members were.
 
     A few of the table's own calibration members are timed again beside them: how much faster
     or slower they run now than when the table was built (``drift``) is the machine's change,
@@ -211,7 +213,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     with torch_threads(settings.threads):
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: member_call(a, settings)) for n in timed}, warmup,
-            repeats, log=lambda _: None, clock=m.get("clock", "wall"))
+            repeats * NETWORK_REPEATS, log=lambda _: None, clock=m.get("clock", "wall"))
     now = {name: stats[statistic_key(m)] for name, stats in measured.items()}
     rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
     drift = machine_drift(references, now)

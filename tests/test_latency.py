@@ -13,6 +13,7 @@ import mbnas
 from mbnas.__main__ import main
 from mbnas.cost.block_set import arch_entries, block_set_digest, space_entries
 from mbnas.cost.device_script import (
+    NETWORK_REPEATS,
     error_summary,
     fit_line,
     fit_model,
@@ -203,6 +204,23 @@ def test_entries_are_measured_in_one_mixed_order_and_stored_by_key(tmp_path, mon
     assert len(entry_orders) == 2 and entry_orders[0] == entry_orders[1]  # the same shuffle
     assert entry_orders[0] != sorted(entry_orders[0])  # not one kind of block after another
     assert list(first["entries"]) == sorted(first["entries"])
+
+
+def test_whole_networks_are_timed_with_more_repeats_than_blocks(tmp_path, monkeypatch, capsys):
+    # A whole network meets more interference than a block; its minimum needs more samples.
+    repeats = {}
+
+    def recording(makers, warmup, count, *args, **kwargs):
+        kinds = {"entries" if "|" in name else "networks" for name in makers}
+        repeats.setdefault(kinds.pop(), set()).add(count)
+        return measure_in_chunks(makers, warmup, count, *args, **kwargs)
+
+    monkeypatch.setattr("mbnas.cost.device_script.measure_in_chunks", recording)
+    monkeypatch.setattr("mbnas.space_latency.measure_in_chunks", recording)
+    table = LatencyTable.load(build_table(tmp_path, "torch"))  # latency.repeats=2
+    check_space_table(load_space(MICRO_SPACE), table, members=2, seed=7, warmup=1, repeats=2)
+    assert repeats == {"entries": {2}, "networks": {2 * NETWORK_REPEATS}}
+    assert table.meta["network_repeats"] == 2 * NETWORK_REPEATS
 
 
 def test_a_check_tells_the_machines_drift_from_the_tables_error(tmp_path, monkeypatch, capsys):

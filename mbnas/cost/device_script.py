@@ -51,6 +51,11 @@ OVERHEAD_ELEMENTS = (256, 16384, 262144, 1048576)  # identity models timed for t
 CHUNK = 64  # models alive at once while a block set is measured
 ENTRY_ORDER_SEED = 0  # the fixed shuffle of a table's entries before they are measured
 MIN_SAMPLE_MS = 0.2  # calls faster than this are timed in groups, so the timer's grain is small
+# Whole networks get this many times an entry's repeats: they run longer, so interference from
+# other processes reaches more of their samples, and their minimum needs more samples to find
+# the undisturbed time (two passes over the same 120 members agreed better in 5 of 5 runs with
+# 60 repeats than with 20, and the model scored better in 4 of 5: BENCHMARKS.md).
+NETWORK_REPEATS = 3
 # Fewer calibration members than this fit only the line (offset, scale): three coefficients fitted
 # on a handful of noisy timings would follow the noise.
 MIN_MEMBERS_FOR_WEIGHTS = 6
@@ -357,8 +362,9 @@ def measure_timings(entry_makers: dict[str, Callable[[], Call]], overhead_calls:
     entries = measure_in_chunks(shuffled(entry_makers), warmup, repeats, log, clock)
     overhead = measure_calls({str(n): call for n, call in overhead_calls.items()}, warmup,
                              repeats * 3, clock=clock)
-    log(f"measuring {len(network_makers)} whole networks")
-    whole = measure_in_chunks(network_makers, warmup, repeats, log, clock)
+    log(f"measuring {len(network_makers)} whole networks, {repeats * NETWORK_REPEATS} timed "
+        "calls each")
+    whole = measure_in_chunks(network_makers, warmup, repeats * NETWORK_REPEATS, log, clock)
     return {"entries": entries, "overhead": overhead, "whole": whole}
 
 
@@ -374,6 +380,7 @@ def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, 
     spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
     table = {"format": TABLE_FORMAT,
              "meta": {**meta, **machine_info(), "warmup": warmup, "repeats": repeats,
+                      "network_repeats": repeats * NETWORK_REPEATS,
                       "statistic": statistic, "clock": clock,
                       "allocator": keep_freed_memory(),
                       "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -537,8 +544,8 @@ def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
                          f"bundle with `{DEVICE_SCRIPT_NAME} {folder} --out TABLE` first")
     log(f"timing {len(manifest['networks'])} whole networks again")
     timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
-                               for n in manifest["networks"]}, warmup, repeats, log,
-                              meta.get("clock", "wall"))
+                               for n in manifest["networks"]}, warmup,
+                              repeats * NETWORK_REPEATS, log, meta.get("clock", "wall"))
     now = {name: stats[statistic_key(meta)] for name, stats in timed.items()}
     rows = compare(table, [n for n in table["networks"] if n["role"] == "check"], now)
     drift = machine_drift([n for n in table["networks"] if n["role"] == "calibrate"], now)
@@ -560,7 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("latency_table.json"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20,
+                        help=f"timed calls per block ({NETWORK_REPEATS}x for whole networks)")
     parser.add_argument("--statistic", choices=STATISTICS, default="min")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="cpu: CPU time of the calling thread (only with --threads 1)")
