@@ -15,9 +15,9 @@ from mbnas.search import report_run
 
 pytestmark = pytest.mark.slow
 TINY_SPACE = Path(__file__).parent / "fixtures" / "tiny_space.yaml"
-# A candidate fine-tuned 150 steps takes about half a second: the interrupt sent when trial 1's
-# line is read must arrive before the run ends (with 4 steps the rest of the run took 0.26 s,
-# a delay a busy CI machine can exceed).
+# Candidates fine-tuned 150 steps: the interrupt sent when trial 1's line is read must arrive
+# before the run ends (with 4 steps the rest of the run took 0.26 s, a delay a busy CI machine
+# can exceed; with 100 steps 1.3 s).
 SEARCH = [sys.executable, "-m", "mbnas", "search", "+budget.macs=0.5M", "preset=smoke",
           f"space={TINY_SPACE}", "data.synthetic_size=128", "latency=none", "name=stop",
           "n_trials=2", "evaluator.warmup_steps=40", "evaluator.finetune_steps=150", "threads=1"]
