@@ -19,7 +19,7 @@ class LatencyEstimateConfig(LatencyConfig):
 
     mode: str = "measured"  # measured | table | none
     warmup: int = 3
-    repeats: int = 10
+    repeats: int = 30  # fewer: a small network's minimum lands a few % high (BENCHMARKS.md)
     table: str | None = None  # mode=table: a table built by `python -m mbnas latency build`
 
 
