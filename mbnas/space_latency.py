@@ -22,14 +22,9 @@ from mbnas.cost.device_script import (
     NETWORK_REPEATS,
     OVERHEAD_ELEMENTS,
     build_table,
-    compare,
-    error_summary,
-    is_busy,
-    machine_drift,
     machine_info,
     measure_in_chunks,
-    statistic_key,
-    without_drift,
+    score_check,
 )
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
@@ -214,20 +209,13 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: member_call(a, settings)) for n in timed}, warmup,
             repeats * NETWORK_REPEATS, log=lambda _: None, clock=m.get("clock", "wall"))
-    now = {name: stats[statistic_key(m)] for name, stats in measured.items()}
-    rows = compare(table.document, [n.manifest("", settings.batch) for n in networks], now)
-    drift = machine_drift(references, now)
-    spreads = [s["spread"] for s in measured.values()]
     here = machine_info()["device"]
-    corrected = without_drift(rows, drift)
     return {"space": space.name, "table": table.source, "runtime": m["runtime"],
             "threads": m["threads"], "batch": m["batch"], "table_device": m["device"],
-            "device": here, "same_device": here == m["device"], "checks": rows,
-            **error_summary(rows), "busy": is_busy(spreads),
-            "median_spread": sorted(spreads)[len(spreads) // 2] if spreads else 0.0,
-            "drift": drift, "drift_corrected": error_summary(corrected),
-            "references": [{"name": n["name"], "built_ms": n["measured_ms"],
-                            "now_ms": now[n["name"]]} for n in references]}
+            "device": here, "same_device": here == m["device"],
+            **score_check(table.document,
+                          [n.manifest("", settings.batch) for n in networks], references,
+                          measured)}
 
 
 def drift_references(table: LatencyTable) -> list[dict[str, Any]]:

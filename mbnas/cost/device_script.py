@@ -311,6 +311,23 @@ def without_drift(rows: Sequence[dict[str, Any]], drift: float | None) -> list[d
     return [{**r, "error": (1 + r["error"]) * (1 + drift) - 1} for r in rows]
 
 
+def score_check(table: dict[str, Any], checks: Sequence[dict[str, Any]],
+                references: Sequence[dict[str, Any]], timed: dict[str, dict[str, float]]
+                ) -> dict[str, Any]:
+    """A check of ``table`` from networks ``timed`` again now (summaries by name): the
+    ``checks`` networks' errors, the machine's drift on the ``references`` (networks of the
+    build) with the errors without it, and whether the machine was busy."""
+    now = {name: stats[statistic_key(table.get("meta", {}))] for name, stats in timed.items()}
+    rows = compare(table, checks, now)
+    drift = machine_drift(references, now)
+    spreads = [stats["spread"] for stats in timed.values()]
+    return {"checks": rows, **error_summary(rows), "busy": is_busy(spreads),
+            "median_spread": statistics.median(spreads) if spreads else 0.0,
+            "drift": drift, "drift_corrected": error_summary(without_drift(rows, drift)),
+            "references": [{"name": n["name"], "built_ms": n["measured_ms"],
+                            "now_ms": now[n["name"]]} for n in references]}
+
+
 def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
                       log: Callable[[str], None] = print, clock: str = "wall"
                       ) -> dict[str, dict[str, float]]:
@@ -546,13 +563,8 @@ def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
     timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
                                for n in manifest["networks"]}, warmup,
                               repeats * NETWORK_REPEATS, log, meta.get("clock", "wall"))
-    now = {name: stats[statistic_key(meta)] for name, stats in timed.items()}
-    rows = compare(table, [n for n in table["networks"] if n["role"] == "check"], now)
-    drift = machine_drift([n for n in table["networks"] if n["role"] == "calibrate"], now)
-    spreads = [stats["spread"] for stats in timed.values()]
-    return {"checks": rows, **error_summary(rows), "drift": drift,
-            "drift_corrected": error_summary(without_drift(rows, drift)),
-            "busy": is_busy(spreads)}
+    return score_check(table, [n for n in table["networks"] if n["role"] == "check"],
+                       [n for n in table["networks"] if n["role"] == "calibrate"], timed)
 
 
 def _maker(folder: Path, model: dict[str, Any], threads: int) -> Callable[[], Call]:
