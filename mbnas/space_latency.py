@@ -21,6 +21,7 @@ from mbnas.cost.device_script import (
     BUNDLE_FORMAT,
     NETWORK_REPEATS,
     OVERHEAD_ELEMENTS,
+    OtherLoad,
     build_table,
     machine_info,
     measure_in_chunks,
@@ -205,7 +206,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
     references = drift_references(table)
     timed = networks + [Network(n["name"], "reference", ArchSpec.from_dict(n["arch"]))
                         for n in references]
-    with torch_threads(settings.threads):
+    with torch_threads(settings.threads), OtherLoad() as others:
         measured = measure_in_chunks(
             {n.name: (lambda a=n.arch: member_call(a, settings)) for n in timed}, warmup,
             repeats * NETWORK_REPEATS, log=lambda _: None, clock=m.get("clock", "wall"))
@@ -215,7 +216,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, members: int, see
             "device": here, "same_device": here == m["device"],
             **score_check(table.document,
                           [n.manifest("", settings.batch) for n in networks], references,
-                          measured)}
+                          measured, others.cores)}
 
 
 def drift_references(table: LatencyTable) -> list[dict[str, Any]]:

@@ -174,6 +174,7 @@ def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
     assert (meta["dtype"], meta["layout"]) == ("float32", "NCHW")
     assert runtime in meta["versions"] and meta["device"] and meta["date"]
     assert meta["allocator"] == keep_freed_memory()
+    assert meta["other_cores"] is None or meta["other_cores"] >= 0  # None: under a second
     table.check_space(space)
     member = space.sample_random(random.Random(3))
     assert table.predict(member) > 0
@@ -186,6 +187,7 @@ def test_table_build_and_lookup_round_trip(tmp_path, capsys, runtime):
     assert checked["runtime"] == runtime and len(checked["checks"]) == 2
     assert checked["median_abs_error"] >= 0 and checked["p90_abs_error"] >= 0
     assert checked["drift"] is not None and checked["drift_corrected"]["median_abs_error"] >= 0
+    assert "other_cores" in checked
 
 
 def test_entries_are_measured_in_one_mixed_order_and_stored_by_key(tmp_path, monkeypatch, capsys):
@@ -350,8 +352,11 @@ def test_a_busy_machine_is_reported_once(monkeypatch, capsys):
     monkeypatch.setattr("mbnas.search.latency.measure_config", lambda arch, cfg: noisy)
     estimate = MeasuredLatency(LatencyConfig())
     arch = load_space(MICRO_SPACE).smallest()
-    assert estimate.measure(arch) == estimate.measure(arch) == 8.0  # the minimum, by default
-    assert capsys.readouterr().out.count("vary by 50% across repeats") == 1
+    assert [estimate.measure(arch) for _ in range(4)] == [8.0] * 4  # the minimum, by default
+    assert capsys.readouterr().out == ""  # one noisy candidate, or four, may be bad luck
+    for _ in range(3):
+        estimate.measure(arch)
+    assert capsys.readouterr().out.count("varied 50% across repeats") == 1
     assert noisy.busy and not Latency(10.0, 9.9, 0.2, 10, 1).busy
 
 

@@ -67,4 +67,4 @@ def run(cfg: Config) -> None:
               f"{latency.dtype} {latency.layout}, {latency.threads} thread(s), "
               f"{latency.repeats} runs")
         if latency.busy:
-            print(busy_message(latency))
+            print(busy_message(latency.spread, latency.other_cores))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mbnas.config import OutputFormat
+from mbnas.cost.device_script import busy_reason
 from mbnas.cost.latency import LatencyConfig
 from mbnas.cost.latency_table import LatencyTable
 from mbnas.errors import ConfigError
@@ -166,5 +167,6 @@ def print_errors(result: dict[str, Any]) -> None:
               "machine's speed changed (or this is another machine). Without that change: "
               f"|error| median {fixed['median_abs_error']:.1%}, p90 {fixed['p90_abs_error']:.1%}")
     if result.get("busy"):
-        print(f"warning: the machine was busy (timings varied {result['median_spread']:.0%} "
-              "across repeats): these figures are noisy; measure again when it is idle")
+        print(f"warning: the machine was busy: "
+              f"{busy_reason(result['median_spread'], result.get('other_cores'))}; these figures "
+              "are off; measure again when it is idle")

@@ -47,6 +47,13 @@ TABLE_FORMAT = "mbnas-latency-table/2"
 BUNDLE_FORMAT = "mbnas-latency-bundle/3"
 DEVICE_SCRIPT_NAME = "measure_blocks.py"  # this file's name in a bundle folder
 BUSY_SPREAD = 0.10  # interquartile range / median above which a timing is called noisy
+# Cores other processes keep busy, on average, while a timing runs, above which the machine is
+# called busy even when the repeats agree: they share the processor's caches and memory
+# bandwidth (and, on a core with two hardware threads, the core), which the spread need not show
+# (a process spinning on the other core of the 2-core VM left it at 3-9%, BENCHMARKS.md). Judged
+# over a second or more of timing: /proc/stat counts in ticks of 10 ms.
+BUSY_OTHER_CORES = 0.25
+MIN_LOAD_WINDOW_S = 1.0
 OVERHEAD_ELEMENTS = (256, 16384, 262144, 1048576)  # identity models timed for the overhead
 CHUNK = 64  # models alive at once while a block set is measured
 ENTRY_ORDER_SEED = 0  # the fixed shuffle of a table's entries before they are measured
@@ -149,9 +156,70 @@ def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int
     return {key: summarize(times) for key, times in samples.items()}
 
 
-def is_busy(spreads: Sequence[float]) -> bool:
-    """Whether timings vary across repeats more than a quiet machine's do."""
-    return bool(spreads) and statistics.median(spreads) > BUSY_SPREAD
+def is_busy(spreads: Sequence[float], other_cores: float | None = None) -> bool:
+    """Whether timings vary across repeats more than a quiet machine's do, or other processes
+    kept part of the cores busy while they ran."""
+    noisy = bool(spreads) and statistics.median(spreads) > BUSY_SPREAD
+    return noisy or (other_cores or 0.0) >= BUSY_OTHER_CORES
+
+
+def busy_reason(median_spread: float, other_cores: float | None) -> str:
+    """Why timings count as busy, in words: the spread across repeats, the other processes."""
+    reasons = []
+    if median_spread > BUSY_SPREAD:
+        reasons.append(f"timings varied {median_spread:.0%} across repeats (interquartile range "
+                       f"/ median; a quiet machine: under {BUSY_SPREAD:.0%})")
+    if (other_cores or 0.0) >= BUSY_OTHER_CORES:
+        reasons.append(f"other processes kept {other_cores:.1f} of {os.cpu_count()} cores busy "
+                       f"while timing (a quiet machine: under {BUSY_OTHER_CORES}); they share the "
+                       "processor's caches and memory, so timings may be off even when the "
+                       "repeats agree")
+    return "; ".join(reasons)
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds every process has used since boot, over all cores, with the time a hypervisor
+    gave other guests (Linux's /proc/stat); None where the system does not say."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while ``with`` blocks ran, on average over all
+    of them (so one instance can follow a whole search's timings): the machine's CPU time less
+    this process's, per second of wall time."""
+
+    def __init__(self) -> None:
+        self.wall_s, self.other_s, self.supported = 0.0, 0.0, True
+        self._start: tuple[float, float | None, float] | None = None
+
+    def __enter__(self) -> OtherLoad:
+        self._start = (time.perf_counter(), machine_cpu_seconds(), time.process_time())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, machine, own = time.perf_counter(), machine_cpu_seconds(), time.process_time()
+        wall0, machine0, own0 = self._start
+        if machine is None or machine0 is None:
+            self.supported = False
+            return
+        self.wall_s += wall - wall0
+        self.other_s += (machine - machine0) - (own - own0)
+
+    @property
+    def cores(self) -> float | None:
+        """Cores kept busy by others on average; None before ``MIN_LOAD_WINDOW_S`` of timing or
+        where the system does not say."""
+        if not self.supported or self.wall_s < MIN_LOAD_WINDOW_S:
+            return None
+        return max(0.0, self.other_s / self.wall_s)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -312,17 +380,19 @@ def without_drift(rows: Sequence[dict[str, Any]], drift: float | None) -> list[d
 
 
 def score_check(table: dict[str, Any], checks: Sequence[dict[str, Any]],
-                references: Sequence[dict[str, Any]], timed: dict[str, dict[str, float]]
-                ) -> dict[str, Any]:
+                references: Sequence[dict[str, Any]], timed: dict[str, dict[str, float]],
+                other_cores: float | None = None) -> dict[str, Any]:
     """A check of ``table`` from networks ``timed`` again now (summaries by name): the
     ``checks`` networks' errors, the machine's drift on the ``references`` (networks of the
-    build) with the errors without it, and whether the machine was busy."""
+    build) with the errors without it, and whether the machine was busy (``other_cores``: how
+    many cores other processes kept busy meanwhile, None if unknown)."""
     now = {name: stats[statistic_key(table.get("meta", {}))] for name, stats in timed.items()}
     rows = compare(table, checks, now)
     drift = machine_drift(references, now)
     spreads = [stats["spread"] for stats in timed.values()]
-    return {"checks": rows, **error_summary(rows), "busy": is_busy(spreads),
+    return {"checks": rows, **error_summary(rows), "busy": is_busy(spreads, other_cores),
             "median_spread": statistics.median(spreads) if spreads else 0.0,
+            "other_cores": other_cores,
             "drift": drift, "drift_corrected": error_summary(without_drift(rows, drift)),
             "references": [{"name": n["name"], "built_ms": n["measured_ms"],
                             "now_ms": now[n["name"]]} for n in references]}
@@ -363,10 +433,11 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
     """Measure entries, the call overhead and whole networks; fit the model on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document.
     ``elements``: input and output elements of each entry's call; ``params``: its parameters."""
-    timings = measure_timings(entry_makers, overhead_calls, network_makers, warmup, repeats,
-                              clock, log)
+    with OtherLoad() as others:
+        timings = measure_timings(entry_makers, overhead_calls, network_makers, warmup,
+                                  repeats, clock, log)
     return table_document(meta, timings, elements, params, networks, warmup, repeats, statistic,
-                          clock, log)
+                          clock, log, others.cores)
 
 
 def measure_timings(entry_makers: dict[str, Callable[[], Call]], overhead_calls: dict[int, Call],
@@ -389,9 +460,11 @@ def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, 
                    elements: dict[str, int], params: dict[str, int],
                    networks: Sequence[dict[str, Any]], warmup: int, repeats: int,
                    statistic: str = "min", clock: str = "wall",
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   log: Callable[[str], None] = print,
+                   other_cores: float | None = None) -> dict[str, Any]:
     """The table document that ``statistic`` of :func:`measure_timings`' timings gives: entries,
-    the fitted model, the networks and the error on those of role ``check``."""
+    the fitted model, the networks and the error on those of role ``check``. ``other_cores``:
+    the cores other processes kept busy meanwhile (:class:`OtherLoad`), None if unknown."""
     value = f"{statistic}_ms"
     entries, overhead, whole = timings["entries"], timings["overhead"], timings["whole"]
     spreads = [s["spread"] for s in [*entries.values(), *whole.values()]]
@@ -402,7 +475,7 @@ def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, 
                       "allocator": keep_freed_memory(),
                       "date": datetime.datetime.now().isoformat(timespec="seconds"),
                       "median_spread": statistics.median(spreads) if spreads else 0.0,
-                      "busy": is_busy(spreads)},
+                      "other_cores": other_cores, "busy": is_busy(spreads, other_cores)},
              "model": {**fit_overhead([(int(n), s[value]) for n, s in overhead.items()]),
                        "offset_ms": 0.0, "scale": 1.0},
              "entries": {key: entries[key][value] for key in sorted(entries)},
@@ -418,9 +491,8 @@ def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, 
                              {name: stats[value] for name, stats in whole.items()})
     table["meta"].update(error_summary(table["check"]))
     if table["meta"]["busy"]:
-        log(f"warning: this machine is busy: timings vary by {table['meta']['median_spread']:.0%}"
-            f" (interquartile range / median) across repeats, more than the "
-            f"{BUSY_SPREAD:.0%} of a quiet machine; rebuild the table when it is idle")
+        reason = busy_reason(table["meta"]["median_spread"], other_cores)
+        log(f"warning: this machine is busy: {reason}; rebuild the table when it is idle")
     return table
 
 
@@ -560,11 +632,13 @@ def check_bundle(folder: Path, table: dict[str, Any], warmup: int, repeats: int,
         raise SystemExit(f"the table is not one measured from the bundle {folder}: measure the "
                          f"bundle with `{DEVICE_SCRIPT_NAME} {folder} --out TABLE` first")
     log(f"timing {len(manifest['networks'])} whole networks again")
-    timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
-                               for n in manifest["networks"]}, warmup,
-                              repeats * NETWORK_REPEATS, log, meta.get("clock", "wall"))
+    with OtherLoad() as others:
+        timed = measure_in_chunks({n["name"]: _maker(folder, n, meta["threads"])
+                                   for n in manifest["networks"]}, warmup,
+                                  repeats * NETWORK_REPEATS, log, meta.get("clock", "wall"))
     return score_check(table, [n for n in table["networks"] if n["role"] == "check"],
-                       [n for n in table["networks"] if n["role"] == "calibrate"], timed)
+                       [n for n in table["networks"] if n["role"] == "calibrate"], timed,
+                       others.cores)
 
 
 def _maker(folder: Path, model: dict[str, Any], threads: int) -> Callable[[], Call]:
@@ -628,8 +702,9 @@ def print_check(result: dict[str, Any]) -> int:
               + (f"; without it: median {fixed['median_abs_error']:.1%}, p90 "
                  f"{fixed['p90_abs_error']:.1%}" if checked else ""))
     if result["busy"]:
-        print("warning: this machine is busy (timings vary across repeats): measure again when "
-              "it is idle")
+        print(f"warning: this machine is busy: "
+              f"{busy_reason(result['median_spread'], result['other_cores'])}; measure again "
+              "when it is idle")
     return 0
 
 

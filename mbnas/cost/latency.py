@@ -9,7 +9,14 @@ import torch
 
 from mbnas.arch import ArchSpec
 from mbnas.architectures import load_arch
-from mbnas.cost.device_script import BUSY_SPREAD, CLOCKS, STATISTICS, measure_calls
+from mbnas.cost.device_script import (
+    CLOCKS,
+    STATISTICS,
+    OtherLoad,
+    busy_reason,
+    is_busy,
+    measure_calls,
+)
 from mbnas.cost.runtimes import (
     RuntimeSettings,
     check_format,
@@ -70,6 +77,9 @@ class Latency:
     runtime: str = "torch"
     dtype: str = "float32"  # of the weights and the input
     layout: str = "NCHW"  # NCHW (contiguous) | NHWC (channels_last)
+    # Cores other processes kept busy while it was timed (None: under a second of timing, or
+    # a system that does not say).
+    other_cores: float | None = None
 
     def value(self, statistic: str = "min") -> float:
         """The minimum or the median of the repeats (ms)."""
@@ -82,8 +92,9 @@ class Latency:
 
     @property
     def busy(self) -> bool:
-        """Whether the repeats varied more than they do on a quiet machine."""
-        return self.spread > BUSY_SPREAD
+        """Whether the repeats varied more than they do on a quiet machine, or other processes
+        kept part of the cores busy meanwhile."""
+        return is_busy([self.spread], self.other_cores)
 
 
 def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, threads: int = 1,
@@ -95,9 +106,10 @@ def measure_module(model: torch.nn.Module, input_shape: tuple[int, ...], *, thre
                              clock=clock, dtype=dtype, layout=layout).settings()
     with torch_threads(threads):
         call = make_call(model, input_shape, settings)
-        stats = measure_calls({"model": call}, warmup, repeats, clock=clock)["model"]
+        with OtherLoad() as others:
+            stats = measure_calls({"model": call}, warmup, repeats, clock=clock)["model"]
     return Latency(stats["median_ms"], stats["min_ms"], stats["iqr_ms"], repeats, threads,
-                   runtime, dtype, layout)
+                   runtime, dtype, layout, others.cores)
 
 
 def measure(arch: ArchSpec | str, *, threads: int = 1, warmup: int = 10, repeats: int = 30,
@@ -117,8 +129,9 @@ def measure_config(arch: ArchSpec | str, cfg: LatencyConfig) -> Latency:
                    layout=cfg.layout)
 
 
-def busy_message(latency: Latency) -> str:
-    """The warning for a latency measured on a busy machine."""
-    return (f"warning: latency measurements vary by {latency.spread:.0%} across repeats (a quiet "
-            "machine: a few %): other processes share the CPU, so measured latencies and the "
-            "budget decisions based on them are noisy; prefer an idle machine or latency=table")
+def busy_message(spread: float, other_cores: float | None) -> str:
+    """The warning for latencies measured on a busy machine: their ``spread`` across repeats
+    and the cores other processes kept busy meanwhile."""
+    return (f"warning: the machine is busy: {busy_reason(spread, other_cores)}; measured "
+            "latencies and the budget decisions based on them are off; prefer an idle machine "
+            "or latency=table")
