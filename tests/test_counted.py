@@ -41,7 +41,7 @@ def test_scores_as_zero_cost_does_with_the_same_features_without_building(tmp_pa
 
     monkeypatch.setattr("mbnas.evaluators.zero_cost.build", no_network)
     counted = evaluator("counted", space, tmp_path)
-    assert not counted.cfg.reads_data
+    assert not counted.cfg.reads_data and not counted.cfg.builds_networks
     for arch in (space.smallest(), space.sample_random(random.Random(1))):
         mine, theirs = counted.evaluate(arch), zero_cost.evaluate(arch)
         assert mine.score == pytest.approx(theirs.score)

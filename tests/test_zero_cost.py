@@ -52,14 +52,14 @@ def test_scores_are_standardised_repeatable_and_the_reference_is_kept(space, tmp
 
 
 def test_architecture_features_alone_read_no_images(space, tmp_path):
-    assert zero_cost(space).cfg.reads_data
+    assert zero_cost(space).cfg.reads_data and zero_cost(space).cfg.builds_networks
     missing = DataConfig(name="cifar10", root=str(tmp_path / "absent"), resolution=16)
     context = EvaluationContext(data=missing, device=torch.device("cpu"), seed=0, space=space,
                                 budget=Budget())
     cfg = evaluator_config({"name": "zero_cost",
                             "features": {"macs": 1.0, "activations": 1.0, "swap": 0.0},
                             "reference_archs": 4})
-    assert not cfg.reads_data
+    assert not cfg.reads_data and not cfg.builds_networks
     evaluator = make_evaluator(cfg, context)  # would fail on the missing folder if it read it
     evaluator.prepare(RunFolder(tmp_path / "run"))
     assert evaluator.evaluate(space.largest()).score > evaluator.evaluate(space.smallest()).score

@@ -40,6 +40,13 @@ class EvaluatorConfig:
         """Whether scores depend on the images (so synthetic data makes them meaningless)."""
         return True
 
+    @property
+    def builds_networks(self) -> bool:
+        """Whether scoring a candidate builds its network (whose reference cycles the search
+        then collects after each trial; without networks that collection only walks the
+        study's growing trial cache, a tenth of a 1000-candidate counted search)."""
+        return True
+
 
 # What an evaluator that trains calls at each of its checkpoints, with the training steps done
 # and the validation accuracy there: True stops this candidate's training at that point (a

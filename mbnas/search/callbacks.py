@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import optuna
@@ -111,23 +112,34 @@ class Progress:
 class StudySummaries:
     """The study's TensorBoard views: accuracy and best-so-far after every evaluated trial; the
     figures (best so far, accuracy against each known cost with the budget line) and the best
-    architecture every ``every`` evaluated trials and at the end (repeats add nothing)."""
+    architecture after ``every`` evaluated trials, then every ``every`` more once
+    ``min_interval_s`` has passed, and at the end (repeats add nothing). The interval matters
+    where candidates cost under a second (``evaluator=counted``): redrawn every five, the
+    figures, which grow with the study, took 12% of a 300-candidate search (BENCHMARKS.md)."""
 
     def __init__(self, study_log: StudyLog, cost_key: str, budget: dict[str, float],
-                 every: int = 5):
-        self.study_log, self.cost_key, self.budget, self.every = (study_log, cost_key, budget,
-                                                                  every)
+                 every: int = 5, min_interval_s: float = 30.0):
+        self.study_log, self.cost_key, self.budget = study_log, cost_key, budget
+        self.every, self.min_interval_s = every, min_interval_s
+        self.since_refresh, self.refreshed_at = 0, -math.inf
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state != COMPLETE or is_repeat(trial):  # a repeat adds no point to the views
             return
         best = max(r.accuracy for r in best_trials(study))
         self.study_log.trial(trial.number, TrialRecord.of(trial).accuracy, best)
-        if count_scored(study)[0] % self.every == 0:
+        self.since_refresh += 1
+        if (self.since_refresh >= self.every
+                and time.monotonic() - self.refreshed_at >= self.min_interval_s):
             self.refresh(study)
 
     def refresh(self, study: optuna.Study) -> None:
-        """Redraw the figures and the best architecture."""
+        """Redraw the figures and the best architecture now."""
+        self.since_refresh, self.refreshed_at = 0, time.monotonic()
+        self.draw(study)
+
+    def draw(self, study: optuna.Study) -> None:
+        """The figures and the best architecture of the study as it stands."""
         records = sorted(trial_records(study, COMPLETE), key=lambda r: r.number)
         if not records:
             return

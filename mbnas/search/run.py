@@ -314,7 +314,8 @@ def optimize(study: optuna.Study, run: SearchRun, evaluator: Evaluator, seed: in
     stop = StopAtTotal(cfg.n_trials, cfg.max_pruned_trials)
     # A diverged candidate fails its trial (the reason is on it) and the search goes on.
     progress = Progress(cfg.n_trials, evaluator.score_name)
-    run_trials(study, objective, [progress, summaries, stop], catch=(Diverged,))
+    run_trials(study, objective, [progress, summaries, stop], catch=(Diverged,),
+               collect=run.evaluator.builds_networks)
     summaries.refresh(study)
     study_log.close()
     if stop.too_many_failures and not count_trials(study, COMPLETE):

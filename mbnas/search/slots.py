@@ -158,12 +158,13 @@ def goes_first(trial: optuna.trial.FrozenTrial) -> bool:
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
                callbacks: Sequence[Callable],
-               catch: tuple[type[Exception], ...] = ()) -> None:
+               catch: tuple[type[Exception], ...] = (), collect: bool = True) -> None:
     """``study.optimize`` until a callback stops it, going on when this worker's trial was
     failed by another worker meanwhile: this one fell silent longer than the heartbeat's grace
     period (suspended, or cut off from the database), so its trial was taken for dead and
     enqueued again. Optuna then fails to tell the trial (in one of several ways); any other
-    error propagates, except those in ``catch``, which fail their trial only."""
+    error propagates, except those in ``catch``, which fail their trial only. ``collect``:
+    collect garbage after each trial (for evaluators that build networks)."""
     # The collection after each trial frees what a candidate left in reference cycles (its
     # model, hooks); freezing what exists now (data, the evaluator's reference sample, the
     # warmed-up supernet) spares it from walking those objects every time: on the cifar space
@@ -173,7 +174,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], object],
         while True:
             before = taken_over(study)
             try:
-                study.optimize(objective, callbacks=list(callbacks), gc_after_trial=True,
+                study.optimize(objective, callbacks=list(callbacks), gc_after_trial=collect,
                                catch=catch)
                 return
             except Exception:
