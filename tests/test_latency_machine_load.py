@@ -100,4 +100,4 @@ def test_a_search_warns_once_when_others_keep_the_cores_busy(monkeypatch, capsys
     estimate.measure(arch)
     printed = capsys.readouterr().out
     assert printed.count("other processes kept 1.0 of") == 1
-    assert "even when the repeats agree" in printed
+    assert "sharing the processor's caches" in printed

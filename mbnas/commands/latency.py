@@ -169,4 +169,4 @@ def print_errors(result: dict[str, Any]) -> None:
     if result.get("busy"):
         print(f"warning: the machine was busy: "
               f"{busy_reason(result['median_spread'], result.get('other_cores'))}; these figures "
-              "are off; measure again when it is idle")
+              "may be off; measure again when it is idle")

@@ -171,9 +171,8 @@ def busy_reason(median_spread: float, other_cores: float | None) -> str:
                        f"/ median; a quiet machine: under {BUSY_SPREAD:.0%})")
     if (other_cores or 0.0) >= BUSY_OTHER_CORES:
         reasons.append(f"other processes kept {other_cores:.1f} of {os.cpu_count()} cores busy "
-                       f"while timing (a quiet machine: under {BUSY_OTHER_CORES}); they share the "
-                       "processor's caches and memory, so timings may be off even when the "
-                       "repeats agree")
+                       f"while timing (a quiet machine: under {BUSY_OTHER_CORES}), sharing the "
+                       "processor's caches and memory with it")
     return "; ".join(reasons)
 
 

@@ -133,5 +133,5 @@ def busy_message(spread: float, other_cores: float | None) -> str:
     """The warning for latencies measured on a busy machine: their ``spread`` across repeats
     and the cores other processes kept busy meanwhile."""
     return (f"warning: the machine is busy: {busy_reason(spread, other_cores)}; measured "
-            "latencies and the budget decisions based on them are off; prefer an idle machine "
-            "or latency=table")
+            "latencies and the budget decisions based on them may be off; prefer an idle "
+            "machine or latency=table")
