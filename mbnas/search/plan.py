@@ -26,10 +26,13 @@ from mbnas.search.timing import Timings
 from mbnas.space import SearchSpace
 from mbnas.units import format_count
 
-# Seconds per trained candidate besides its own work and latency: sampling it (TPE) and the
-# over-budget candidates between two trained ones (0.4 s each; 1-3 of them), records, the study's
-# figures (2-core VM under load: BENCHMARKS.md, "Framework overhead per trial").
-TRIAL_OVERHEAD_S = 2.0
+# Seconds per evaluated candidate besides its own work and latency: sampling it (TPE), the
+# over-budget candidates between two evaluated ones, records, the study's figures. Measured on
+# the idle 2-core VM (BENCHMARKS.md, "Framework overhead per trial"): 0.27 s in the mission
+# search (0.15 s, and 1.4 over-budget candidates at 0.08 s), 0.26 s in a 1000-candidate counted
+# search, where TPE's sampling grows with the trials; about twice that, for slower machines (on
+# a busy one the timed work grows, this figure does not).
+TRIAL_OVERHEAD_S = 0.5
 
 
 @dataclass(frozen=True)
