@@ -17,6 +17,9 @@ three scores (median / p90 |error| against those timings):
   change between the whole networks it was fitted on and the ones it predicts; the entries
   still come from the build.
 
+Each table's line also says how many cores other processes kept busy while its members were
+timed (device script's ``OtherLoad``): a figure timed beside other work measures that work too.
+
 ``--out-dir`` keeps each table's timings (``<space>-<runtime>.timings.json``: per pass, each
 member's entry keys and time) for scoring other models offline.
 
@@ -47,6 +50,7 @@ from typing import Any
 from mbnas.cost.block_set import arch_entries
 from mbnas.cost.device_script import (
     NETWORK_REPEATS,
+    OtherLoad,
     error_summary,
     fit_model,
     measure_in_chunks,
@@ -63,17 +67,21 @@ from mbnas.space_latency import member_call
 TARGET = (0.03, 0.08)  # median and p90 |error|
 
 
+Timed = list[list[tuple[list[str], float]]]
+
+
 def time_in_fresh_process(table: LatencyTable, members: int, seed: int, warmup: int,
-                          repeats: int, passes: int) -> list[list[tuple[list[str], float]]]:
+                          repeats: int, passes: int) -> tuple[Timed, float | None]:
     """:func:`time_members`, run in a process started for it."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(time_members, table, members, seed, warmup, repeats, passes).result()
 
 
 def time_members(table: LatencyTable, members: int, seed: int, warmup: int, repeats: int,
-                 passes: int = 2) -> list[list[tuple[list[str], float]]]:
+                 passes: int = 2) -> tuple[Timed, float | None]:
     """``members`` random members of the table's space timed ``passes`` times, one pass after
-    the other: per pass their entry keys and their time now."""
+    the other: per pass their entry keys and their time now; and the cores other processes kept
+    busy meanwhile (None where the system does not say)."""
     m = table.meta
     space = load_space(m["space"]).replace(num_classes=m["num_classes"])
     table.check_space(space)
@@ -82,13 +90,13 @@ def time_members(table: LatencyTable, members: int, seed: int, warmup: int, repe
     keys = [[e.key for e in arch_entries(a)] for a in archs]
     settings = table.runtime_settings()
     timed = []
-    with torch_threads(settings.threads):
+    with torch_threads(settings.threads), OtherLoad() as others:
         for _ in range(passes):
             times = measure_in_chunks({f"{i:04d}": (lambda a=a: member_call(a, settings))
                                        for i, a in enumerate(archs)}, warmup, repeats,
                                       log=lambda _: None, clock=m.get("clock", "wall"))
             timed.append([(k, times[f"{i:04d}"][statistic_key(m)]) for i, k in enumerate(keys)])
-    return timed
+    return timed, others.cores
 
 
 def errors(predicted: list[float], measured: list[float]) -> dict[str, Any]:
@@ -158,8 +166,8 @@ def main() -> None:
     for path in args.tables:
         table = LatencyTable.load(path)
         started = time.perf_counter()
-        timed = time_in_fresh_process(table, args.members, args.seed, args.warmup, args.repeats,
-                                      args.passes)
+        timed, other_cores = time_in_fresh_process(table, args.members, args.seed, args.warmup,
+                                                   args.repeats, args.passes)
         if args.out_dir:
             args.out_dir.mkdir(parents=True, exist_ok=True)
             name = f"{table.meta['space']}-{table.meta['runtime']}.timings.json"
@@ -172,7 +180,9 @@ def main() -> None:
         print(f"{m['space']:<16} {m['runtime']:<12} " + "  ".join(
             f"{name}: {s['median_abs_error']:.1%} / {s['p90_abs_error']:.1%}"
             for name, s in row.items())
-            + f"  (factor {row['one factor']['factor']:.3f}; {seconds:.0f} s)", flush=True)
+            + f"  (factor {row['one factor']['factor']:.3f}; other processes "
+            f"{'?' if other_cores is None else f'{other_cores:.2f}'} cores; {seconds:.0f} s)",
+            flush=True)
     print("meet the target: " + ", ".join(f"{name} {count} of {len(args.tables)}"
                                           for name, count in met.items()))
     print(f"command: python benchmarks/latency_model_error.py {' '.join(sys.argv[1:])}")
