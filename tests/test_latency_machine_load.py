@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,8 @@ class FakeMachine:
     def __init__(self, monkeypatch):
         self.machine_s, self.own_s, self.wall_s = 100.0, 1.0, 0.0
         monkeypatch.setattr(device_script, "machine_cpu_seconds", lambda: self.machine_s)
-        monkeypatch.setattr(device_script.time, "process_time", lambda: self.own_s)
-        monkeypatch.setattr(device_script.time, "perf_counter", lambda: self.wall_s)
+        monkeypatch.setattr(device_script, "time", types.SimpleNamespace(
+            process_time=lambda: self.own_s, perf_counter=lambda: self.wall_s))
 
     def run(self, wall_s: float, own_s: float, others_s: float) -> None:
         self.wall_s += wall_s
