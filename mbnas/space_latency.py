@@ -25,8 +25,6 @@ from mbnas.cost.device_script import (
     build_table,
     machine_info,
     measure_in_chunks,
-    processor_name,
-    reanchored,
     score_check,
 )
 from mbnas.cost.latency import LatencyConfig
@@ -228,29 +226,6 @@ def drift_references(table: LatencyTable) -> list[dict[str, Any]]:
               if n["role"] == "calibrate" and "arch" in n]
     step = max(1, len(stored) // DRIFT_REFERENCES)
     return stored[::step][:DRIFT_REFERENCES]
-
-
-def check_reanchorable(table: LatencyTable) -> None:
-    """Refuse, before anything is timed, to re-anchor a table built on another processor (its
-    blocks' proportions are that processor's) or one that stores no calibration members to
-    measure the drift on."""
-    here, there = processor_name(), table.meta.get("device")
-    if here != there:
-        raise ConfigError("out", f"the table was built on {there}, this is {here}: re-anchoring "
-                          "keeps the table's block times, whose proportions are its processor's",
-                          "build a table here with `python -m mbnas latency build`")
-    if not drift_references(table):
-        raise ConfigError("out", f"{table.source} stores no calibration members' architectures "
-                          "to measure the speed change on (built by an older mbnas)",
-                          "rebuild it with `python -m mbnas latency build`")
-
-
-def reanchor_table(table: LatencyTable, check: dict[str, Any], out: Path) -> LatencyTable:
-    """``table`` re-anchored to the speed ``check`` (:func:`check_space_table`'s result) found,
-    saved at ``out``."""
-    fixed = LatencyTable(reanchored(table.document, check))
-    fixed.save(out)
-    return fixed
 
 
 def load_table_for(space: SearchSpace, path: str | None) -> LatencyTable:

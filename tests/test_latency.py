@@ -301,21 +301,6 @@ def test_exported_blocks_measured_by_the_device_script_make_a_table(tmp_path, ca
                               "--warmup", "1"]) == 0
     printed = capsys.readouterr().out
     assert "error on 2 members: median" in printed and "drift: the calibration members" in printed
-    # ... and if the device became faster or slower as a whole: the table re-anchored to now.
-    again = tmp_path / "again.json"
-    assert namespace["main"]([str(bundle), "--check", str(out), "--repeats", "2",
-                              "--warmup", "1", "--reanchor", str(again)]) == 0
-    factor = LatencyTable.load(again).meta["reanchored"][0]["factor"]
-    assert f"re-anchored to this device's speed now (its predictions x{factor:.3f})" in (
-        capsys.readouterr().out)
-    assert LatencyTable.load(again).document["model"]["scale"] == pytest.approx(
-        table.document["model"]["scale"] * factor)
-    elsewhere = json.loads(out.read_text())
-    elsewhere["meta"]["device"] = "Some Phone SoC"
-    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
-    with pytest.raises(SystemExit, match="built on Some Phone SoC, this is"):
-        namespace["main"]([str(bundle), "--check", str(tmp_path / "elsewhere.json"),
-                           "--reanchor", str(again)])
     for change in ("block set", "members"):
         other = json.loads(out.read_text())
         if change == "block set":
@@ -414,36 +399,3 @@ def test_a_device_check_without_check_members_gives_the_drift_alone(capsys):
     assert print_check(result) == 0
     printed = capsys.readouterr().out
     assert "no check members" in printed and "run +5.0% against the build\n" in printed
-
-
-def test_a_check_can_write_the_table_reanchored_to_the_speed_now(tmp_path, capsys):
-    path = build_table(tmp_path, "torch", "calibrate=4")
-    capsys.readouterr()
-    out = tmp_path / "now.json"
-    assert main(["latency", "check", f"space={MICRO_SPACE}", f"latency.table={path}", "check=2",
-                 "latency.repeats=2", "latency.warmup=1", "format=json", f"out={out}"]) == 0
-    checked = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    factor = 1 + checked["drift"]
-    assert checked["reanchored"] == {"table": str(out), "factor": pytest.approx(factor)}
-    before, after = LatencyTable.load(path), LatencyTable.load(out)
-    assert after.meta["reanchored"][0]["factor"] == pytest.approx(factor)
-    member = load_space(MICRO_SPACE).sample_random(random.Random(5))
-    floor = before.document["model"]["call_overhead_ms"]
-    if before.predict(member) * min(factor, 1) > floor:  # predictions sit above their floor
-        assert after.predict(member) == pytest.approx(before.predict(member) * factor)
-    now = {r["name"]: r["now_ms"] for r in checked["references"]}
-    assert now and all(n["measured_ms"] == now[n["name"]] for n in after.document["networks"]
-                       if n["name"] in now)  # the next check's drift is measured from now
-
-
-def test_reanchoring_a_table_of_another_processor_is_refused_before_timing(tmp_path, capsys):
-    path = build_table(tmp_path, "torch", "calibrate=4")
-    table = LatencyTable.load(path)
-    table.document["meta"]["device"] = "Some Phone SoC"
-    table.save(path)
-    capsys.readouterr()
-    assert main(["latency", "check", f"space={MICRO_SPACE}", f"latency.table={path}",
-                 f"out={tmp_path / 'now.json'}"]) == 2
-    err = capsys.readouterr().err
-    assert "out: the table was built on Some Phone SoC" in err and "latency build" in err
-    assert not (tmp_path / "now.json").exists()

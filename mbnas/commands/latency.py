@@ -1,8 +1,7 @@
 """``python -m mbnas latency build|check|export space=<name> ...``: latency lookup tables.
 
 - ``build out=FILE``: measure the space's table here, through ``latency.runtime``.
-- ``check latency.table=FILE [out=FILE]``: measure random members end to end here; print the
-  table's error; with ``out=``, also write the table re-anchored to this machine's speed now.
+- ``check latency.table=FILE``: measure random members end to end here; print the table's error.
 - ``export out=FOLDER``: ONNX files of the space's blocks plus a script that measures them with
   onnxruntime on another device and writes the table there.
 """
@@ -24,11 +23,9 @@ from mbnas.space_latency import (
     DEVICE_SCRIPT,
     TableSample,
     build_space_table,
-    check_reanchorable,
     check_space_table,
     export_bundle,
     load_table_for,
-    reanchor_table,
 )
 from mbnas.validation import check_choice, check_int
 
@@ -116,13 +113,8 @@ def check(cfg: Config) -> None:
         load_table_for(command_space(cfg), None)  # says how to build one
     table = LatencyTable.load(cfg.latency.table)
     space = command_space(cfg, table.meta["num_classes"])
-    if cfg.out:
-        check_reanchorable(table)
     result = check_space_table(space, table, check_int(cfg.check, "check"), cfg.seed,
                                cfg.latency.warmup, cfg.latency.repeats)
-    if cfg.out:
-        reanchor_table(table, result, Path(cfg.out))
-        result["reanchored"] = {"table": cfg.out, "factor": 1 + result["drift"]}
     if cfg.format is OutputFormat.json:
         print(json.dumps(result))
         return
@@ -131,9 +123,6 @@ def check(cfg: Config) -> None:
         print(f"note: measured here on {result['device']}, not the table's device: the errors "
               "include the difference between the two machines")
     print_errors(result)
-    if cfg.out:
-        print(f"wrote {cfg.out}: the table re-anchored to this machine's speed now (its "
-              f"predictions ×{result['reanchored']['factor']:.3f})")
 
 
 def export(cfg: Config) -> None:

@@ -397,28 +397,6 @@ def score_check(table: dict[str, Any], checks: Sequence[dict[str, Any]],
                             "now_ms": now[n["name"]]} for n in references]}
 
 
-def reanchored(table: dict[str, Any], check: dict[str, Any]) -> dict[str, Any]:
-    """``table`` re-anchored to the speed its ``check`` (:func:`score_check`'s result, with a
-    drift) found: the model scaled by the drift, so that every prediction moves by it, and the
-    reference networks' times set to the check's, so that the next check measures drift from
-    now. For a device that became faster or slower as a whole (a power mode, a thermal state, a
-    virtual machine's host): with the drift taken out, 20 of 24 checks minutes after the build
-    met the target where 15 did as measured (BENCHMARKS.md); the entries, timed on the same
-    processor, keep their proportions."""
-    factor = 1 + check["drift"]
-    model = dict(table["model"])
-    for key in ("offset_ms", "scale", "scale_per_mparam"):
-        model[key] = model[key] * factor
-    now = {r["name"]: r["now_ms"] for r in check["references"]}
-    networks = [{**n, "measured_ms": now.get(n["name"], n["measured_ms"] * factor)}
-                for n in table.get("networks", [])]
-    history = [*table["meta"].get("reanchored", []),
-               {"factor": factor, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                "references": len(now)}]
-    return {**table, "meta": {**table["meta"], "reanchored": history}, "model": model,
-            "networks": networks}
-
-
 def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
                       log: Callable[[str], None] = print, clock: str = "wall"
                       ) -> dict[str, dict[str, float]]:
@@ -683,16 +661,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="instead of measuring: time the bundle's members again (in TABLE's "
                              "threads, clock and statistic) and print the error of TABLE "
                              "(written from this bundle) on this device now")
-    parser.add_argument("--reanchor", type=Path, metavar="FILE",
-                        help="with --check: also write TABLE re-anchored to this device's speed "
-                             "now (its model scaled by the calibration members' drift)")
     args = parser.parse_args(argv)
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu needs --threads 1")
-    if args.reanchor and not args.check:
-        parser.error("--reanchor needs --check TABLE")
     if args.check:
-        return check_command(args.bundle, args.check, args.reanchor, args.warmup, args.repeats)
+        return print_check(check_bundle(args.bundle, read_table(args.check), args.warmup,
+                                        args.repeats))
     table = measure_bundle(args.bundle, args.threads, args.warmup, args.repeats, args.statistic,
                            args.clock)
     args.out.write_text(json.dumps(table, indent=1))
@@ -702,24 +676,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"p90 {meta['p90_abs_error']:.1%}")
     print(f"wrote {args.out} ({len(table['entries'])} entries)")
     return 0
-
-
-def check_command(bundle: Path, path: Path, reanchor: Path | None, warmup: int,
-                  repeats: int) -> int:
-    """``--check`` (and ``--reanchor``): the table's error here now, and the re-anchored table,
-    refused for a table of another processor before anything is timed."""
-    table = read_table(path)
-    if reanchor and table.get("meta", {}).get("device") != processor_name():
-        raise SystemExit(f"{path} was built on {table.get('meta', {}).get('device')}, this is "
-                         f"{processor_name()}: re-anchoring keeps the table's block times, whose "
-                         f"proportions are its processor's; measure the bundle here with --out")
-    result = check_bundle(bundle, table, warmup, repeats)
-    status = print_check(result)
-    if reanchor and result["drift"] is not None:
-        reanchor.write_text(json.dumps(reanchored(table, result), indent=1))
-        print(f"wrote {reanchor}: the table re-anchored to this device's speed now (its "
-              f"predictions x{1 + result['drift']:.3f})")
-    return status
 
 
 def read_table(path: Path) -> dict[str, Any]:
