@@ -44,8 +44,9 @@ class EvaluatorConfig:
     def builds_networks(self) -> bool:
         """Whether scoring a candidate builds its network (whose reference cycles the search
         then collects after each trial; without networks that collection only walks the
-        study's growing trial cache, a tenth of a 1000-candidate counted search)."""
-        return True
+        study's growing trial cache, a tenth of a 1000-candidate counted search): exactly the
+        evaluators that run candidates on images."""
+        return self.reads_data
 
 
 # What an evaluator that trains calls at each of its checkpoints, with the training steps done

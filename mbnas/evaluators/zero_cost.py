@@ -115,10 +115,6 @@ class FeatureScoreConfig(EvaluatorConfig):
     def reads_data(self) -> bool:
         return reads_images(self.features)
 
-    @property
-    def builds_networks(self) -> bool:
-        return reads_images(self.features)  # proxies run the network; counted features do not
-
     def check(self) -> None:
         check_feature_weights(self.features, "evaluator.features")
         if not self.used:
