@@ -51,6 +51,7 @@ from mbnas.cost.block_set import arch_entries
 from mbnas.cost.device_script import (
     NETWORK_REPEATS,
     OtherLoad,
+    cold_extra,
     error_summary,
     fit_model,
     measure_in_chunks,
@@ -108,11 +109,13 @@ def model_error(document: dict[str, Any], timed: list[tuple[list[str], float]],
                 calibrate: int, splits: int) -> dict[str, float]:
     """Median over random splits of the refitted model's median and p90 |error|."""
     points = [(work(document, keys), mparams(document, keys), ms) for keys, ms in timed]
+    cold = [cold_extra(document, keys) for keys, _ in timed]
     medians, p90s = [], []
     for split in range(splits):
         order = list(range(len(points)))
         random.Random(split).shuffle(order)
-        model = {**document["model"], **fit_model([points[i] for i in order[:calibrate]])}
+        model = {**document["model"], **fit_model([points[i] for i in order[:calibrate]],
+                                                  [cold[i] for i in order[:calibrate]])}
         refitted = {**document, "model": model}
         held_out = order[calibrate:]
         summary = errors([predict(refitted, timed[i][0]) for i in held_out],

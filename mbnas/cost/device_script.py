@@ -23,6 +23,11 @@ An entry timed alone also finds its weights in the processor's cache, call after
 network the other blocks' weights have evicted them, so a network with more weights (``M``
 million parameters, the sum of its entries') runs further above the sum of its blocks. The three
 coefficients are fitted on whole members measured here, ``M`` held to the range they span.
+Where that is not enough (PyTorch at 32 px: members of 3 M parameters ran 43% above the sum of
+their blocks), large entries are also timed with cold caches, and the model adds
+``cold_scale · ramp(M) · Σ (cold − warm entry)``, the ramp rising from 0 to 1 between two
+sizes; ramp and scale are fitted on the members too, and kept only where they predict members
+left out of the fit clearly better.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import ctypes
 import datetime
 import functools
+import itertools
 import json
 import math
 import os
@@ -39,7 +45,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +72,23 @@ NETWORK_REPEATS = 3
 # Fewer calibration members than this fit only the line (offset, scale): three coefficients fitted
 # on a handful of noisy timings would follow the noise.
 MIN_MEMBERS_FOR_WEIGHTS = 6
+# A network whose weights do not stay in the caches from one inference to the next pays to fetch
+# them again in every block, which entries timed back to back do not see: with PyTorch at 32 px,
+# members of 3 M parameters and more ran 43% (median) above the sum of their blocks, those under
+# 1 M 3% (BENCHMARKS.md, Latency table error). So entries of at least COLD_MIN_PARAMS parameters
+# are also timed just after EVICT_BYTES have been read and written (the fastest of COLD_REPEATS),
+# and the model adds their extra time over the warm one, weighed by a ramp in the network's
+# parameters (starting at one of RAMP_STARTS million, one of RAMP_WIDTHS wide) and a fitted scale.
+COLD_MIN_PARAMS = 100_000
+COLD_REPEATS = 5
+EVICT_BYTES = 64 * 2**20  # more than the caches of the CPUs this was measured on (32 MB L3)
+RAMP_STARTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+RAMP_WIDTHS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# A ramp is kept only where it predicts calibration members left out of its fit better than no
+# ramp by this fraction (leave-one-out): `cifar`/torch's calibration members' held-out error
+# fell by 61%. Noise alone can pass it too (a dozen members timed within 2%: 29 of 100 draws),
+# but with a small cold scale, the predictions at most 1.6 points further from the truth.
+COLD_MIN_GAIN = 0.2
 # What a latency is: the minimum of the repeats (the latency without interference, the default:
 # on a shared machine a long call is preempted more often than a short one, which biases
 # medians of whole networks against those of blocks, and the median moves more from one process
@@ -154,6 +177,24 @@ def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int
         for key, call in calls.items():
             samples[key] += sample_times(call, share, number[key], clock)
     return {key: summarize(times) for key, times in samples.items()}
+
+
+def cold_times(calls: dict[str, Call], repeats: int = COLD_REPEATS, clock: str = "wall"
+               ) -> dict[str, float]:
+    """Per call the fastest of ``repeats`` (ms), each right after ``EVICT_BYTES`` were read and
+    written, which evicts the call's weights from the caches."""
+    import numpy
+
+    evict, now, times = numpy.zeros(EVICT_BYTES // 8), CLOCKS[clock], {}
+    for key, call in calls.items():
+        best = math.inf
+        for _ in range(repeats):
+            evict += 1.0
+            start = now()
+            call()
+            best = min(best, now() - start)
+        times[key] = best * 1e3
+    return times
 
 
 def is_busy(spreads: Sequence[float], other_cores: float | None = None) -> bool:
@@ -294,21 +335,95 @@ def fit_relative(features: Sequence[Sequence[float]], targets: Sequence[float],
     return coefficients
 
 
-def fit_model(points: Sequence[Sequence[float]]) -> dict[str, Any]:
+def fit_model(points: Sequence[Sequence[float]], cold: Sequence[float] | None = None
+              ) -> dict[str, Any]:
     """The whole-network model from calibration members: (work ms, million parameters, measured
-    ms) each. Offset, scale and scale per million parameters (relative-error fit) with enough
-    members whose parameters differ; otherwise the robust line alone."""
+    ms) each, and ``cold``, each one's :func:`cold_extra`. Offset, scale and scale per million
+    parameters (relative-error fit) with enough members whose parameters differ; otherwise the
+    robust line alone. With cold extras, the ramp and cold scale that fit best are added where
+    they fit the members clearly better (``COLD_MIN_GAIN``)."""
     params = [m for _, m, _ in points]
     model: dict[str, Any] = {**fit_line([(w, y) for w, _, y in points]), "scale_per_mparam": 0.0,
                              "mparams_range": [min(params, default=0.0),
-                                               max(params, default=0.0)]}
-    usable = [(w, m, y) for w, m, y in points if w > 0 and y > 0]
+                                               max(params, default=0.0)],
+                             "cold_scale": 0.0, "cold_ramp": [0.0, 1.0]}
+    extras = list(cold) if cold is not None else [0.0] * len(points)
+    usable = [(w, m, c, y) for (w, m, y), c in zip(points, extras) if w > 0 and y > 0]
     if len(usable) < MIN_MEMBERS_FOR_WEIGHTS or max(params) <= min(params):
         return model
-    fitted = fit_relative([(1.0, w, w * m) for w, m, _ in usable], [y for _, _, y in usable])
-    if fitted and all(fitted[1] + fitted[2] * m > 0 for m in model["mparams_range"]):
-        model.update(offset_ms=fitted[0], scale=fitted[1], scale_per_mparam=fitted[2])
+    best = best_fit(usable, model["mparams_range"])
+    if best is not None:
+        coefficients, cold_ramp = best
+        model.update(offset_ms=coefficients[0], scale=coefficients[1],
+                     scale_per_mparam=coefficients[2])
+        if cold_ramp is not None:
+            model.update(cold_scale=coefficients[3], cold_ramp=list(cold_ramp))
     return model
+
+
+def best_fit(usable: Sequence[tuple[float, float, float, float]], mparams_range: Sequence[float]
+             ) -> tuple[list[float], tuple[float, float] | None] | None:
+    """The coefficients, and the ramp or None, that fit ``usable`` members (work, million
+    parameters, cold extra, measured): among the ramps the one with the smallest sum of
+    relative errors, kept only where it also predicts members left out of the fit better by
+    ``COLD_MIN_GAIN`` (leave-one-out) than no ramp; None when nothing fits."""
+    plain = fit_with_ramp(usable, None, mparams_range)
+    if not any(c > 0 for _, _, c, _ in usable):
+        return (plain, None) if plain else None
+    fits = {r: f for r in itertools.product(RAMP_STARTS, RAMP_WIDTHS)
+            if (f := fit_with_ramp(usable, r, mparams_range))}
+    if not fits:
+        return (plain, None) if plain else None
+    best = min(fits, key=lambda r: relative_error(fits[r], ramp_features(usable, r), usable))
+    if plain and (held_out_error(usable, best, mparams_range)
+                  >= (1 - COLD_MIN_GAIN) * held_out_error(usable, None, mparams_range)):
+        return plain, None
+    return fits[best], best
+
+
+def ramp_features(usable: Sequence[tuple[float, float, float, float]],
+                  cold_ramp: tuple[float, float] | None) -> list[tuple[float, ...]]:
+    """Per member (1, work, work · parameters) and, with a ramp, its weighed cold extra."""
+    return [(1.0, w, w * m) + (() if cold_ramp is None else (ramp(m, *cold_ramp) * c,))
+            for w, m, c, _ in usable]
+
+
+def fit_with_ramp(usable: Sequence[tuple[float, float, float, float]],
+                  cold_ramp: tuple[float, float] | None, mparams_range: Sequence[float]
+                  ) -> list[float] | None:
+    """The relative-error fit with ``cold_ramp`` (or none); None where it cannot be told apart
+    or would give a network a scale or cold scale of zero or below."""
+    fitted = fit_relative(ramp_features(usable, cold_ramp), [y for *_, y in usable])
+    if (not fitted or not all(fitted[1] + fitted[2] * m > 0 for m in mparams_range)
+            or (cold_ramp is not None and fitted[3] <= 0)):
+        return None
+    return fitted
+
+
+def relative_error(coefficients: Sequence[float], features: Sequence[Sequence[float]],
+                   usable: Sequence[tuple[float, float, float, float]]) -> float:
+    """Σ |1 − predicted / measured| over the members."""
+    return sum(abs(1 - sum(b * x for b, x in zip(coefficients, xs)) / member[3])
+               for xs, member in zip(features, usable))
+
+
+def held_out_error(usable: Sequence[tuple[float, float, float, float]],
+                   cold_ramp: tuple[float, float] | None, mparams_range: Sequence[float]
+                   ) -> float:
+    """Σ over members of the relative error of a fit on all the others (infinite where one
+    of those fits fails)."""
+    total = 0.0
+    for index, member in enumerate(usable):
+        fitted = fit_with_ramp([*usable[:index], *usable[index + 1:]], cold_ramp, mparams_range)
+        if fitted is None:
+            return math.inf
+        total += relative_error(fitted, ramp_features([member], cold_ramp), [member])
+    return total
+
+
+def ramp(mparams: float, start: float, width: float) -> float:
+    """0 up to ``start`` million parameters, rising to 1 over ``width`` million."""
+    return min(1.0, max(0.0, (mparams - start) / width))
 
 
 def work(table: dict[str, Any], keys: Sequence[str]) -> float:
@@ -323,14 +438,24 @@ def mparams(table: dict[str, Any], keys: Sequence[str]) -> float:
     return sum(table["params"][key] for key in keys) / 1e6
 
 
+def cold_extra(table: dict[str, Any], keys: Sequence[str]) -> float:
+    """Σ over ``keys`` of the extra time of their entries with cold caches (0 where not timed
+    so: small entries, or a table built before cold timings)."""
+    extra = table.get("cold_extra", {})
+    return sum(extra.get(key, 0.0) for key in keys)
+
+
 def predict(table: dict[str, Any], keys: Sequence[str]) -> float:
     """A table's prediction (ms) for a network made of the entries ``keys``, at least one call's
     overhead: a line fitted on a few noisy calibration networks can have a negative offset, and
     a small network's prediction would then fall to zero or below."""
     model = table["model"]
     low, high = model["mparams_range"]
-    scale = model["scale"] + model["scale_per_mparam"] * min(max(mparams(table, keys), low), high)
-    return max(model["offset_ms"] + scale * work(table, keys), model["call_overhead_ms"])
+    size = min(max(mparams(table, keys), low), high)
+    scale = model["scale"] + model["scale_per_mparam"] * size
+    cold = model.get("cold_scale", 0.0) * ramp(size, *model.get("cold_ramp", (0.0, 1.0)))
+    return max(model["offset_ms"] + scale * work(table, keys)
+               + (cold * cold_extra(table, keys) if cold else 0.0), model["call_overhead_ms"])
 
 
 def error_summary(checks: Sequence[dict[str, float]]) -> dict[str, float | None]:
@@ -398,15 +523,19 @@ def score_check(table: dict[str, Any], checks: Sequence[dict[str, Any]],
 
 
 def measure_in_chunks(makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                      log: Callable[[str], None] = print, clock: str = "wall"
-                      ) -> dict[str, dict[str, float]]:
+                      log: Callable[[str], None] = print, clock: str = "wall",
+                      cold: Collection[str] = ()) -> dict[str, dict[str, float]]:
     """:func:`measure_calls` over calls made ``CHUNK`` at a time, so that a large block set
-    never holds every model (or session) in memory at once; logs progress."""
+    never holds every model (or session) in memory at once; logs progress. The calls in
+    ``cold`` are also timed with cold caches (:func:`cold_times`, as ``cold_ms``)."""
     keys, results = list(makers), {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
         calls = {key: makers[key]() for key in chunk}
         results.update(measure_calls(calls, warmup, repeats, clock=clock))
+        for key, ms in cold_times({k: c for k, c in calls.items() if k in cold},
+                                  clock=clock).items():
+            results[key]["cold_ms"] = ms
         log(f"  {start + len(chunk)}/{len(keys)} measured")
     return results
 
@@ -432,21 +561,24 @@ def build_table(meta: dict[str, Any], entry_makers: dict[str, Callable[[], Call]
     """Measure entries, the call overhead and whole networks; fit the model on the networks of
     role ``calibrate`` and report the error on those of role ``check``: the table document.
     ``elements``: input and output elements of each entry's call; ``params``: its parameters."""
+    cold = {key for key, count in params.items() if count >= COLD_MIN_PARAMS}
     with OtherLoad() as others:
         timings = measure_timings(entry_makers, overhead_calls, network_makers, warmup,
-                                  repeats, clock, log)
+                                  repeats, clock, log, cold)
     return table_document(meta, timings, elements, params, networks, warmup, repeats, statistic,
                           clock, log, others.cores)
 
 
 def measure_timings(entry_makers: dict[str, Callable[[], Call]], overhead_calls: dict[int, Call],
                     network_makers: dict[str, Callable[[], Call]], warmup: int, repeats: int,
-                    clock: str = "wall", log: Callable[[str], None] = print
-                    ) -> dict[str, dict[str, dict[str, float]]]:
-    """A table's timings, every statistic kept: ``entries`` (in the shuffled order),
-    ``overhead`` (per element count) and ``whole`` (per network)."""
-    log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each")
-    entries = measure_in_chunks(shuffled(entry_makers), warmup, repeats, log, clock)
+                    clock: str = "wall", log: Callable[[str], None] = print,
+                    cold: Collection[str] = ()) -> dict[str, dict[str, dict[str, float]]]:
+    """A table's timings, every statistic kept: ``entries`` (in the shuffled order; those in
+    ``cold`` with their cold time too), ``overhead`` (per element count) and ``whole`` (per
+    network)."""
+    log(f"measuring {len(entry_makers)} entries, {warmup} warm-up + {repeats} timed calls each"
+        f" ({len(cold)} also with cold caches)")
+    entries = measure_in_chunks(shuffled(entry_makers), warmup, repeats, log, clock, cold)
     overhead = measure_calls({str(n): call for n, call in overhead_calls.items()}, warmup,
                              repeats * 3, clock=clock)
     log(f"measuring {len(network_makers)} whole networks, {repeats * NETWORK_REPEATS} timed "
@@ -478,11 +610,13 @@ def table_document(meta: dict[str, Any], timings: dict[str, dict[str, dict[str, 
              "model": {**fit_overhead([(int(n), s[value]) for n, s in overhead.items()]),
                        "offset_ms": 0.0, "scale": 1.0},
              "entries": {key: entries[key][value] for key in sorted(entries)},
-             "elements": dict(elements), "params": dict(params)}
+             "elements": dict(elements), "params": dict(params),
+             "cold_extra": {key: max(entries[key]["cold_ms"] - entries[key][value], 0.0)
+                            for key in sorted(entries) if "cold_ms" in entries[key]}}
     calibrate = [n for n in networks if n["role"] == "calibrate"]
     points = [(work(table, n["keys"]), mparams(table, n["keys"]), whole[n["name"]][value])
               for n in calibrate]
-    table["model"].update(fit_model(points))
+    table["model"].update(fit_model(points, [cold_extra(table, n["keys"]) for n in calibrate]))
     table["networks"] = [{"name": n["name"], "role": n["role"], "keys": n["keys"],
                           "measured_ms": whole[n["name"]][value],
                           **({"arch": n["arch"]} if "arch" in n else {})} for n in networks]

@@ -4,11 +4,13 @@ use, measured on the device and runtime the network will be deployed with.
 A table is a JSON document (:data:`~mbnas.cost.device_script.TABLE_FORMAT`): ``meta`` (space, its
 block-set digest, resolution, classes, runtime, versions, device, threads, batch, dtype, layout,
 date), ``model`` (the runtime's per-call overhead and the fitted coefficients), ``entries`` (ms per
-block key in the table's statistic, see :mod:`mbnas.cost.block_set`), and each entry's input+output
-``elements`` and ``params``. A network's prediction is ``offset + (scale + scale_per_mparam · M) ·
-Σ (entry − call overhead)``: each entry was timed alone and paid the call overhead that the whole
-network pays only once, and with its weights in cache, which a network's other blocks evict (more
-so the more parameters ``M``, in millions, the network has); see :mod:`mbnas.cost.device_script`.
+block key in the table's statistic, see :mod:`mbnas.cost.block_set`), each entry's input+output
+``elements`` and ``params``, and the large entries' ``cold_extra`` (ms more with cold caches). A
+network's prediction is ``offset + (scale + scale_per_mparam · M) · Σ (entry − call overhead) +
+cold_scale · ramp(M) · Σ cold_extra``: each entry was timed alone and paid the call overhead that
+the whole network pays only once, and with its weights in cache, which a network's other blocks
+evict (more so the more parameters ``M``, in millions, the network has); see
+:mod:`mbnas.cost.device_script`. Tables built before cold timings predict without that term.
 """
 
 from __future__ import annotations
