@@ -183,6 +183,8 @@ def cold_times(calls: dict[str, Call], repeats: int = COLD_REPEATS, clock: str =
                ) -> dict[str, float]:
     """Per call the fastest of ``repeats`` (ms), each right after ``EVICT_BYTES`` were read and
     written, which evicts the call's weights from the caches."""
+    if not calls:
+        return {}
     import numpy
 
     evict, now, times = numpy.zeros(EVICT_BYTES // 8), CLOCKS[clock], {}
@@ -366,17 +368,17 @@ def best_fit(usable: Sequence[tuple[float, float, float, float]], mparams_range:
     """The coefficients, and the ramp or None, that fit ``usable`` members (work, million
     parameters, cold extra, measured): among the ramps the one with the smallest sum of
     relative errors, kept only where it also predicts members left out of the fit better by
-    ``COLD_MIN_GAIN`` (leave-one-out) than no ramp; None when nothing fits."""
+    ``COLD_MIN_GAIN`` (leave-one-out) than no ramp; None when no fit without a ramp holds."""
     plain = fit_with_ramp(usable, None, mparams_range)
-    if not any(c > 0 for _, _, c, _ in usable):
-        return (plain, None) if plain else None
-    fits = {r: f for r in itertools.product(RAMP_STARTS, RAMP_WIDTHS)
-            if (f := fit_with_ramp(usable, r, mparams_range))}
+    if plain is None:
+        return None
+    ramps = itertools.product(RAMP_STARTS, RAMP_WIDTHS) if any(u[2] > 0 for u in usable) else ()
+    fits = {r: f for r in ramps if (f := fit_with_ramp(usable, r, mparams_range))}
     if not fits:
-        return (plain, None) if plain else None
+        return plain, None
     best = min(fits, key=lambda r: relative_error(fits[r], ramp_features(usable, r), usable))
-    if plain and (held_out_error(usable, best, mparams_range)
-                  >= (1 - COLD_MIN_GAIN) * held_out_error(usable, None, mparams_range)):
+    if (held_out_error(usable, best, mparams_range)
+            >= (1 - COLD_MIN_GAIN) * held_out_error(usable, None, mparams_range)):
         return plain, None
     return fits[best], best
 
