@@ -3,12 +3,14 @@ warm (as a latency table times its entries) and with them flushed before every c
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/network_vs_blocks.py [--space cifar]
         [--runtime torch] [--members 60] [--seed 100] [--repeats 60] [--flush-mb 64]
+        [--filler-mb 0]
 
 The members are those `latency_model_error.py --seed` times (the same generator and order), so
 its per-member errors can be set beside these rows. Per member: million parameters, the whole
-network (fastest of ``--repeats``), the sum of its blocks warm and flushed, the whole against
-the warm sum, and where the whole lies between the two sums (0: warm, 1: flushed). Then the
-same by size of the member's weights.
+network (fastest of ``--repeats``), the sum of its blocks warm and flushed (and, with
+``--filler-mb``, each block timed right after reading that many MB of other weights), the
+whole against the warm sum, and where the whole lies between the warm and flushed sums (0:
+warm, 1: flushed). Then the same by size of the member's weights.
 
 A table adds up warm entries; where a network's weights do not all stay in the cache from one
 inference to the next, each block pays to fetch its weights again, which the table does not
@@ -38,11 +40,11 @@ from mbnas.space_latency import member_call
 BANDS = (1.0, 2.0, 3.0)  # million parameters: the bounds of the summary's bands
 
 
-def flushed_min(call: Callable[[], Any], repeats: int, flush: torch.Tensor) -> float:
-    """The fastest of ``repeats`` calls (ms), each after writing all of ``flush``."""
+def min_after(call: Callable[[], Any], repeats: int, before: Callable[[], Any]) -> float:
+    """The fastest of ``repeats`` calls (ms), each right after ``before()``."""
     best = float("inf")
     for _ in range(repeats):
-        flush.add_(1.0)
+        before()
         start = time.perf_counter()
         call()
         best = min(best, time.perf_counter() - start)
@@ -55,19 +57,21 @@ def warm_min(call: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
     return min(sample_times(call, repeats))
 
 
-def member_row(arch: ArchSpec, settings: RuntimeSettings, repeats: int, flush: torch.Tensor
-               ) -> dict[str, float]:
-    """One member: its parameters, whole time and its blocks' warm and flushed sums (ms)."""
-    whole = warm_min(member_call(arch, settings), repeats * 3)
-    warm = flushed = 0.0
+def member_row(arch: ArchSpec, settings: RuntimeSettings, repeats: int,
+               befores: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """One member: its parameters, whole time, its blocks' warm sum and, per name in
+    ``befores``, the sum of its blocks each timed right after that call (ms)."""
+    row = {"whole": warm_min(member_call(arch, settings), repeats * 3), "warm": 0.0,
+           **dict.fromkeys(befores, 0.0)}
     params = 0
     for entry in arch_entries(arch):
         module = entry.module()
         params += sum(p.numel() for p in module.parameters())
         call = make_call(module, entry.shape, settings)
-        warm += warm_min(call, repeats)
-        flushed += flushed_min(call, repeats, flush)
-    return {"mparams": params / 1e6, "whole": whole, "warm": warm, "flushed": flushed}
+        row["warm"] += warm_min(call, repeats)
+        for name, before in befores.items():
+            row[name] += min_after(call, repeats, before)
+    return {"mparams": params / 1e6, **row}
 
 
 def band(mparams: float) -> str:
@@ -94,6 +98,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--flush-mb", type=int, default=64)
+    parser.add_argument("--filler-mb", type=int, default=0,
+                        help="also time each block right after a matrix-vector product over this "
+                             "many MB of weights (evicts weights, leaves the runtime warm)")
     args = parser.parse_args()
     keep_freed_memory()
     space = load_space(args.space)
@@ -101,21 +108,29 @@ def main() -> None:
     archs = [space.sample_random(rng) for _ in range(args.members)]
     settings = RuntimeSettings(runtime=args.runtime)
     flush = torch.zeros(args.flush_mb * 2**20 // 4)
+    befores = {"flushed": lambda: flush.add_(1.0)}
+    if args.filler_mb:
+        weights, vector = torch.randn(args.filler_mb * 2**20 // 4 // 256, 256), torch.randn(256)
+        befores["filled"] = lambda: torch.mv(weights, vector)
     started, rows = time.perf_counter(), []
     with torch_threads(settings.threads):
         for index, arch in enumerate(archs):
-            row = member_row(arch, settings, args.repeats, flush)
+            row = member_row(arch, settings, args.repeats, befores)
             rows.append(row)
+            sums = "  ".join(f"{name} sum {row[name]:7.3f}" for name in befores)
             print(f"member {index:3d}  {row['mparams']:5.2f} M  whole {row['whole']:7.3f} ms  "
-                  f"warm sum {row['warm']:7.3f}  flushed sum {row['flushed']:7.3f}  "
+                  f"warm sum {row['warm']:7.3f}  {sums}  "
                   f"whole/warm {row['whole'] / row['warm'] - 1:+6.1%}  "
                   f"position {position(row):+.2f}", flush=True)
-    print("by the member's weights: members, median whole/warm - 1, median position")
+    print("by the member's weights: members, median whole/warm - 1, median position"
+          + ("" if len(befores) == 1 else ", median whole/filled - 1"))
     for name in sorted({band(r["mparams"]) for r in rows}):
         group = [r for r in rows if band(r["mparams"]) == name]
+        filled = ("" if "filled" not in befores else
+                  f"  {statistics.median(r['whole'] / r['filled'] - 1 for r in group):+6.1%}")
         print(f"  {name:<9} {len(group):3d}  "
               f"{statistics.median(r['whole'] / r['warm'] - 1 for r in group):+6.1%}  "
-              f"{statistics.median(position(r) for r in group):+.2f}")
+              f"{statistics.median(position(r) for r in group):+.2f}{filled}")
     print(f"command: python benchmarks/network_vs_blocks.py {' '.join(sys.argv[1:])}  "
           f"({time.perf_counter() - started:.0f} s)")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mbnas.cost.block_set import arch_entries
 from mbnas.cost.runtimes import RuntimeSettings
 from mbnas.nn import build
 from mbnas.space import load_space
@@ -36,9 +37,12 @@ def test_position_between_warm_and_flushed_sums() -> None:
 def test_member_row_counts_the_members_parameters() -> None:
     space = load_space("nas_bench_macro")
     arch = space.sample_random(random.Random(0))
+    flush = torch.zeros(1024)
     row = network_vs_blocks.member_row(arch, RuntimeSettings(), repeats=2,
-                                       flush=torch.zeros(1024))
+                                       befores={"flushed": lambda: flush.add_(1.0),
+                                                "filled": lambda: None})
     expected = sum(p.numel() for p in build(arch).parameters()) / 1e6
     assert row["mparams"] == pytest.approx(expected)
-    assert set(row) == {"mparams", "whole", "warm", "flushed"}
-    assert all(row[key] > 0 for key in ("whole", "warm", "flushed"))
+    assert set(row) == {"mparams", "whole", "warm", "flushed", "filled"}
+    assert all(row[key] > 0 for key in ("whole", "warm", "flushed", "filled"))
+    assert flush[0] == 2 * len(arch_entries(arch))  # once before each timed call of each block
