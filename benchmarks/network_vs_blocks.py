@@ -32,23 +32,12 @@ import torch
 
 from mbnas.arch import ArchSpec
 from mbnas.cost.block_set import arch_entries
-from mbnas.cost.device_script import keep_freed_memory, sample_times
+from mbnas.cost.device_script import fastest_after, keep_freed_memory, sample_times
 from mbnas.cost.runtimes import RuntimeSettings, make_call, torch_threads
 from mbnas.space import load_space
 from mbnas.space_latency import member_call
 
 BANDS = (1.0, 2.0, 3.0)  # million parameters: the bounds of the summary's bands
-
-
-def min_after(call: Callable[[], Any], repeats: int, before: Callable[[], Any]) -> float:
-    """The fastest of ``repeats`` calls (ms), each right after ``before()``."""
-    best = float("inf")
-    for _ in range(repeats):
-        before()
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
 
 
 def warm_min(call: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
@@ -70,7 +59,7 @@ def member_row(arch: ArchSpec, settings: RuntimeSettings, repeats: int,
         call = make_call(module, entry.shape, settings)
         row["warm"] += warm_min(call, repeats)
         for name, before in befores.items():
-            row[name] += min_after(call, repeats, before)
+            row[name] += fastest_after(call, before, repeats)
     return {"mparams": params / 1e6, **row}
 
 

@@ -179,6 +179,18 @@ def measure_calls(calls: dict[str, Call], warmup: int, repeats: int, rounds: int
     return {key: summarize(times) for key, times in samples.items()}
 
 
+def fastest_after(call: Call, before: Callable[[], Any], repeats: int, clock: str = "wall"
+                  ) -> float:
+    """The fastest of ``repeats`` calls (ms), each timed right after ``before()``."""
+    now, best = CLOCKS[clock], math.inf
+    for _ in range(repeats):
+        before()
+        start = now()
+        call()
+        best = min(best, now() - start)
+    return best * 1e3
+
+
 def cold_times(calls: dict[str, Call], repeats: int = COLD_REPEATS, clock: str = "wall"
                ) -> dict[str, float]:
     """Per call the fastest of ``repeats`` (ms), each right after ``EVICT_BYTES`` were read and
@@ -187,16 +199,9 @@ def cold_times(calls: dict[str, Call], repeats: int = COLD_REPEATS, clock: str =
         return {}
     import numpy
 
-    evict, now, times = numpy.zeros(EVICT_BYTES // 8), CLOCKS[clock], {}
-    for key, call in calls.items():
-        best = math.inf
-        for _ in range(repeats):
-            evict += 1.0
-            start = now()
-            call()
-            best = min(best, now() - start)
-        times[key] = best * 1e3
-    return times
+    evict = numpy.zeros(EVICT_BYTES // 8)
+    return {key: fastest_after(call, lambda: numpy.add(evict, 1.0, out=evict), repeats, clock)
+            for key, call in calls.items()}
 
 
 def is_busy(spreads: Sequence[float], other_cores: float | None = None) -> bool:
