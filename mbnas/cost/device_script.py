@@ -105,10 +105,12 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 # of a ProxylessNAS member, about half its latency on a virtual machine), and how many depends on
 # what ran before, so one network's timings differed up to twofold. Deployed runtimes keep their
 # memory (onnxruntime's and TFLite's arenas, PyTorch with jemalloc or tcmalloc), and so do these
-# measurements: blocks below 32 MB (glibc's largest threshold) come from the heap, which is
-# trimmed only when more than 1 GB of it is free. It applies to the whole process.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
-MMAP_THRESHOLD_BYTES = 32 * 2**20
+# measurements: every block comes from the heap, which is trimmed only when more than 1 GB of it
+# is free. A threshold is not enough: glibc maps blocks of 32 MB and more (its largest threshold)
+# on their own whatever it is set to, and PyTorch reorders the weights of a large convolution
+# into such a block at every call (a `default` fused k7 192->1152 block: 10,585 page faults a
+# call, 30.7 ms against 14.7 ms; BENCHMARKS.md). It applies to the whole process.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
 TRIM_THRESHOLD_BYTES = 2**30
 
 Call = Callable[[], Any]
@@ -125,9 +127,8 @@ def keep_freed_memory() -> str:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return "system default"
-    if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-            and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1):
-        return "glibc malloc, freed memory kept (mmap threshold 32 MB, trim threshold 1 GB)"
+    if mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1:
+        return "glibc malloc, freed memory kept (every block from the heap, trim threshold 1 GB)"
     return "system default"
 
 
