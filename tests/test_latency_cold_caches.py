@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from mbnas.commands.latency import print_model
 from mbnas.cost.device_script import (
     COLD_MIN_PARAMS,
     build_table,
@@ -92,3 +93,14 @@ def test_only_entries_with_enough_parameters_are_timed_cold():
                            {256: lambda: None}, [], {}, warmup=1, repeats=2, log=lambda _: None)
     assert set(document["cold_extra"]) == {"big"}
     assert document["cold_extra"]["big"] >= 0.0
+
+
+def test_the_printed_model_shows_the_cold_term_where_the_table_has_one(capsys):
+    plain = {"offset_ms": 0.1, "scale": 1.0, "scale_per_mparam": 0.01, "mparams_range": [0.3, 5.0],
+             "call_overhead_ms": 0.002, "overhead_ms_per_element": 0.0, "cold_scale": 0.0,
+             "cold_ramp": [0.0, 1.0]}
+    print_model(plain)
+    print_model({**plain, "cold_scale": 0.55, "cold_ramp": [0.5, 4.0]})
+    without, with_cold = capsys.readouterr().out.splitlines()
+    assert "cold" not in without
+    assert "+ 0.550 × ramp(M: 0.5 → 4.5) × Σ (cold − warm entry)" in with_cold

@@ -143,9 +143,14 @@ def export(cfg: Config) -> None:
 def print_model(model: dict[str, Any]) -> None:
     """The fitted whole-network model."""
     low, high = model["mparams_range"]
+    cold = ""
+    if model.get("cold_scale"):
+        start, width = model["cold_ramp"]
+        cold = (f" + {model['cold_scale']:.3f} × ramp(M: {start:g} → {start + width:g}) × "
+                "Σ (cold − warm entry)")
     print(f"whole network = {model['offset_ms']:.3f} ms + ({model['scale']:.3f} + "
-          f"{model['scale_per_mparam']:.4f} × M) × Σ (entry − call overhead), M = its million "
-          f"parameters held to {low:.2f}-{high:.2f}; call overhead = "
+          f"{model['scale_per_mparam']:.4f} × M) × Σ (entry − call overhead){cold}, M = its "
+          f"million parameters held to {low:.2f}-{high:.2f}; call overhead = "
           f"{model['call_overhead_ms']:.4f} ms + {model['overhead_ms_per_element'] * 1e6:.3f} ms "
           "per million input+output elements")
 
