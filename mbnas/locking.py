@@ -16,10 +16,13 @@ import datetime
 import fcntl
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mbnas.errors import MbnasError
 
@@ -36,8 +39,9 @@ def file_lock(path: Path, what: str = "a lock", *, timeout_s: float | None = Non
     """Hold the lock ``path`` (created if missing) for ``what``, waiting for another holder as
     the module says; removed again on release."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = acquire(path, what, timeout_s, poll_s)
+    fd, interrupts = acquire(path, what, timeout_s, poll_s)
     try:
+        restore_interrupts(interrupts)  # a Ctrl-C held back until now lands inside this try
         yield
     finally:
         # Removed while still locked: a waiter that opened this file finds it gone and retries.
@@ -46,30 +50,75 @@ def file_lock(path: Path, what: str = "a lock", *, timeout_s: float | None = Non
         os.close(fd)
 
 
-def acquire(path: Path, what: str, timeout_s: float | None, poll_s: float) -> int:
-    """The open, locked file descriptor of ``path``, once no other process holds it."""
+def acquire(path: Path, what: str, timeout_s: float | None, poll_s: float
+            ) -> tuple[int, Any]:
+    """The open, locked file descriptor of ``path``, once no other process holds it, and the
+    held Ctrl-C for :func:`restore_interrupts`: it returns with Ctrl-C held back, so that an
+    interrupt cannot land between taking the lock and the caller's ``try`` that releases it (a
+    lock file left behind is taken over by the next run, with a note, but a Ctrl-C should not
+    leave one)."""
     started, told = time.monotonic(), None
+    while True:
+        interrupts = hold_interrupts()
+        try:
+            fd = try_lock(path)
+        except BaseException:
+            restore_interrupts(interrupts)
+            raise
+        if fd is not None:
+            return fd, interrupts
+        restore_interrupts(interrupts)
+        waited, holder = time.monotonic() - started, describe(read_holder(path))
+        if timeout_s is not None and waited >= timeout_s:
+            raise LockTimeout(
+                f"{path}: {what} is held by {holder}; gave up after waiting {waited:.0f} s; "
+                "if that process hangs, stop it, then run again")
+        if told is None or time.monotonic() - told >= REMIND_S:
+            print(f"waiting for {what}: {path} is held by {holder} (Ctrl-C stops waiting)",
+                  flush=True)
+            told = time.monotonic()
+        time.sleep(poll_s)
+
+
+def try_lock(path: Path) -> int | None:
+    """``path`` opened and locked, this process written in it as the holder; None while
+    another process holds it."""
     while True:
         fd, created = open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            waited, holder = time.monotonic() - started, describe(read_holder(path))
-            if timeout_s is not None and waited >= timeout_s:
-                raise LockTimeout(
-                    f"{path}: {what} is held by {holder}; gave up after waiting {waited:.0f} s; "
-                    "if that process hangs, stop it, then run again") from None
-            if told is None or time.monotonic() - told >= REMIND_S:
-                print(f"waiting for {what}: {path} is held by {holder} (Ctrl-C stops waiting)",
-                      flush=True)
-                told = time.monotonic()
-            time.sleep(poll_s)
-            continue
+            return None
         if same_file(fd, path):
             take_over(fd, path, created)
             return fd
         os.close(fd)  # its holder removed it on release after we opened it: open it anew
+
+
+def hold_interrupts() -> Any:
+    """Hold back Ctrl-C: SIGINT's handler is swapped for one that only notes it (main thread
+    only, where Python runs handlers; a signal mask would not do: the kernel hands a Ctrl-C to
+    any thread that does not mask it, torch's included). What :func:`restore_interrupts`
+    needs; None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    return previous, noted
+
+
+def restore_interrupts(held: Any) -> None:
+    """Put SIGINT's handler back; a Ctrl-C noted meanwhile is handed to it now."""
+    if held is None:
+        return
+    previous, noted = held
+    signal.signal(signal.SIGINT, previous)
+    if noted:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def open_lock(path: Path) -> tuple[int, bool]:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from mbnas import locking
 from mbnas.locking import LockTimeout, file_lock
 
 HOLD = """
@@ -99,3 +100,23 @@ def test_threads_of_one_process_take_turns(tmp_path):
     for thread in threads:
         thread.join()
     assert overlaps == [0, 0, 0, 0]
+
+
+def test_a_ctrl_c_while_the_lock_is_being_taken_leaves_no_lock_file(tmp_path, monkeypatch):
+    lock = tmp_path / "run" / "supernet.lock"
+    write_holder = locking.take_over
+
+    def interrupted(fd: int, path, created: bool) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the holder is written
+        write_holder(fd, path, created)
+
+    monkeypatch.setattr(locking, "take_over", interrupted)
+    with pytest.raises(KeyboardInterrupt), file_lock(lock, "the warm-up"):
+        pytest.fail("the interrupt lands before the locked work starts")
+    assert not lock.exists()
+    monkeypatch.setattr(locking, "take_over", write_holder)
+    with file_lock(lock, "the warm-up"):  # the lock is free again
+        assert lock.exists()
+    with pytest.raises(KeyboardInterrupt):  # and Ctrl-C is let through again
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
