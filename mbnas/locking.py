@@ -100,8 +100,9 @@ def hold_interrupts() -> Any:
     """Hold back Ctrl-C: SIGINT's handler is swapped for one that only notes it (main thread
     only, where Python runs handlers; a signal mask would not do: the kernel hands a Ctrl-C to
     any thread that does not mask it, torch's included). What :func:`restore_interrupts`
-    needs; None off the main thread."""
-    if threading.current_thread() is not threading.main_thread():
+    needs; None off the main thread or where the handler was not set from Python."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):  # None: a handler Python cannot restore
         return None
     noted: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
